@@ -1,0 +1,3 @@
+from loopengt.cli.app import main
+
+main()

@@ -1,0 +1,48 @@
+"""Project scaffolding: the `.loopengt/` folder of a working directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STATE_DIR = ".loopengt"
+
+CONFIG_TOML = """\
+# loopengt project configuration. Keys are read from the environment only, never from here.
+
+[llm]
+# Default model for agents and steps that name none ("provider:model", or "local").
+# model = "openai:gpt-4o-mini"
+# base_url = "http://127.0.0.1:8080/v1"   # any OpenAI-compatible server
+# api_key_env = "OPENAI_API_KEY"          # the variable that holds the key
+
+[storage]
+# Checkpoints and the run index; default: SQLite in .loopengt/loopengt.db
+# checkpointer = "postgresql://user@localhost:5432/loopengt"
+
+[trace]
+# max_text_chars = 4000   # prompts and responses are truncated to this in traces
+"""
+
+
+@dataclass
+class InitReport:
+    created: list[Path] = field(default_factory=list)
+    kept: list[Path] = field(default_factory=list)
+
+
+def init_project(root: Path | str = ".") -> InitReport:
+    """Create `.loopengt/config.toml`, `prompts/` and `templates/`; never overwrite."""
+    state = Path(root) / STATE_DIR
+    report = InitReport()
+    for folder in (state, state / "prompts", state / "templates"):
+        (report.kept if folder.is_dir() else report.created).append(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+    config = state / "config.toml"
+    try:
+        with config.open("x", encoding="utf-8") as fh:  # "x": fails rather than overwrite
+            fh.write(CONFIG_TOML)
+        report.created.append(config)
+    except FileExistsError:
+        report.kept.append(config)
+    return report

@@ -1,0 +1,19 @@
+"""The LoopSpec: models, safe loading with source positions, and validation."""
+
+from loopengt.spec.errors import Problem, SpecError
+from loopengt.spec.loader import ValidationResult, load_spec, load_spec_text, validate_files
+from loopengt.spec.models import AgentRole, LoopSpec, Policy, StepSpec, ToolSpec
+
+__all__ = [
+    "AgentRole",
+    "LoopSpec",
+    "Policy",
+    "Problem",
+    "SpecError",
+    "StepSpec",
+    "ToolSpec",
+    "ValidationResult",
+    "load_spec",
+    "load_spec_text",
+    "validate_files",
+]
