@@ -98,7 +98,13 @@ class _Checker:
         return self.problems
 
     def check_steps(self) -> None:
-        needs_steps = self.pattern not in ("supervisor_worker", "handoff")
+        # an unknown pattern is reported by the model; do not guess whether it needs steps
+        needs_steps = self.pattern in (
+            "sequential",
+            "parallel_fan_out",
+            "evaluator_optimizer",
+            "custom",
+        )
         if needs_steps and isinstance(self.data.get("steps"), list) and not self.data["steps"]:
             self.add(("steps",), f"pattern {self.pattern!r} needs at least one step")
         for i, step in _items(self.data, "steps"):
@@ -242,8 +248,14 @@ class _Checker:
                         reported.add(frozenset(cycle))
                         # print in execution order: a dependency runs before its dependant
                         chain = " -> ".join([*reversed(cycle), cycle[-1]])
-                        index = self.steps.index(cycle[0])
-                        self.add(("steps", index, "depends_on"), f"dependency cycle: {chain}")
+                        # report on the first step so named (as in _deps), under the key that
+                        # spells its edge into the cycle (seed specs use `dependencies`)
+                        index, step = next(
+                            (i, s) for i, s in _items(self.data, "steps") if s.get("name") == dep
+                        )
+                        listed = [d for _, d in _strs(step, "depends_on")]
+                        key = "depends_on" if cycle[1] in listed else "dependencies"
+                        self.add(("steps", index, key), f"dependency cycle: {chain}")
                 elif dep not in state:
                     visit(dep)
             stack.pop()

@@ -126,6 +126,11 @@ def load_yaml(text: str) -> tuple[Any, SourceMap]:
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         reason = exc.problem or exc.context or "invalid YAML"
         raise YamlLoadError(Problem((), f"YAML syntax error: {reason}", line, col)) from None
+    except yaml.reader.ReaderError as exc:  # a control character; its str() spans two lines
+        pos = exc.position
+        line, col = text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
+        message = f"YAML syntax error: character #x{exc.character:04x} is not allowed"
+        raise YamlLoadError(Problem((), message, line, col)) from None
     except yaml.YAMLError as exc:
         raise YamlLoadError(Problem((), f"YAML error: {exc}", 1, 1)) from None
     except RecursionError:

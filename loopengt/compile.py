@@ -1,0 +1,40 @@
+"""`compile_spec`: a LoopSpec (or its path) -> a compiled LangGraph graph."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+from langgraph.graph.state import CompiledStateGraph
+
+from loopengt.compilers.context import CompileContext, ModelsArg
+from loopengt.compilers.state import Graph
+from loopengt.spec.loader import load_spec
+from loopengt.spec.models import LoopSpec
+
+
+def compile_spec(
+    spec_or_path: LoopSpec | str | os.PathLike[str],
+    *,
+    checkpointer: Any = None,
+    store: Any = None,
+    models: ModelsArg = None,
+    check_models: bool = True,
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """Compile a LoopSpec onto a LangGraph ``StateGraph``.
+
+    ``models`` is one chat model for every agent or a mapping from agent name to model;
+    agents it leaves out use their ``model:`` string. Invoke the result with
+    ``{"input": {...}}``; the final state holds ``outputs`` (per step), ``status``,
+    ``stop_reason``, ``turns`` and ``usage``. With ``check_models`` (the default) a
+    missing or misconfigured model fails here rather than at the first step.
+    """
+    spec = spec_or_path if isinstance(spec_or_path, LoopSpec) else load_spec(spec_or_path)
+    ctx = CompileContext(spec, models)
+    if check_models:
+        ctx.check_models()
+    module = importlib.import_module(f"loopengt.compilers.{spec.pattern}")
+    builder: Graph = module.build(ctx)
+    graph = builder.compile(checkpointer=checkpointer, store=store, name=spec.name)
+    return graph.with_config(recursion_limit=ctx.recursion_limit())

@@ -1,0 +1,2 @@
+"""One module per LoopSpec pattern, each with ``build(ctx) -> StateGraph``, over the shared
+state (state.py) and node builders (nodes.py)."""

@@ -1,0 +1,89 @@
+"""What every pattern compiler needs: the spec, the chat model and tools of each agent, and
+the policy numbers in the form the nodes use them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.tools import BaseTool
+
+from loopengt.errors import UserInputError
+from loopengt.spec.models import AgentRole, LoopSpec, StepSpec
+from loopengt.spec.roles import step_agent
+
+ModelsArg = BaseChatModel | Mapping[str, BaseChatModel] | None
+
+
+@dataclass
+class CompileContext:
+    spec: LoopSpec
+    models: ModelsArg = None
+    _model_cache: dict[str, BaseChatModel] = field(default_factory=dict)
+    _tool_cache: dict[str, list[BaseTool]] = field(default_factory=dict)
+
+    def agent_for_step(self, step: StepSpec) -> AgentRole:
+        return self.spec.agent(step_agent(self.spec, step.name))
+
+    def model_for(self, agent: AgentRole, step: StepSpec | None = None) -> BaseChatModel:
+        """The chat model for an agent (or one of its steps): injected models first, then the
+        step's/agent's `model:` string, then the spec defaults and configuration."""
+        if isinstance(self.models, BaseChatModel):
+            return self.models
+        if isinstance(self.models, Mapping) and agent.name in self.models:
+            return self.models[agent.name]
+        name = (step.model if step else None) or agent.model or self.spec.defaults.model
+        temperature = agent.temperature
+        if temperature is None:
+            temperature = self.spec.defaults.temperature
+        key = f"{name}|{temperature}"
+        if key not in self._model_cache:
+            from loopengt.models import resolve_model
+
+            self._model_cache[key] = resolve_model(name, temperature=temperature)
+        return self._model_cache[key]
+
+    def tools_for(self, agent: AgentRole) -> list[BaseTool]:
+        if agent.name not in self._tool_cache:
+            from loopengt.tools import load_tools
+
+            specs = [t for t in self.spec.tools if t.name in agent.tools]
+            self._tool_cache[agent.name] = load_tools(specs)
+        return self._tool_cache[agent.name]
+
+    def check_models(self) -> None:
+        """Resolve every agent's model up front so a missing model fails at compile time."""
+        for agent in self.spec.agents:
+            try:
+                self.model_for(agent)
+            except UserInputError as exc:
+                raise UserInputError(f"agent {agent.name!r}: {exc}") from None
+
+    def recursion_limit(self) -> int:
+        """High enough that our own counters (turns, iterations, gate attempts) always stop
+        a loop first, so users see `stopped: max_turns`, never GraphRecursionError."""
+        policy = self.spec.policy
+        turns = policy.max_turns or 100
+        gate_attempts = max([g.max_attempts for g in policy.gates] + [3])
+        return max(100, (turns + len(self.spec.steps) + 2) * (gate_attempts + 2) * 2)
+
+
+def describe_agent(agent: AgentRole) -> str:
+    """The system prompt of an agent: its instructions, else one built from its role."""
+    if agent.instructions:
+        return agent.instructions
+    text = f"You are {agent.name}"
+    text += f", {agent.description.strip()}" if agent.description else ""
+    text += "."
+    if agent.capabilities:
+        text += " Your capabilities: " + ", ".join(agent.capabilities) + "."
+    return text
+
+
+def step_gate(spec: LoopSpec, step: StepSpec) -> Any:
+    """The gate guarding a step: its own, else one declared under policy.gates."""
+    if step.gate is not None:
+        return step.gate
+    return next((g for g in spec.policy.gates if g.step == step.name), None)

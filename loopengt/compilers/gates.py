@@ -1,0 +1,106 @@
+"""Verification gates: decide whether a step's output is good enough to go on."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+
+from loopengt.compilers.structured import check, structured_call
+from loopengt.errors import UserInputError
+from loopengt.spec.models import GateSpec
+
+JUDGE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "pass": {"type": "boolean"},
+        "reason": {"type": "string", "maxLength": 400},
+    },
+    "required": ["pass", "reason"],
+}
+
+Verifier = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class GateResult:
+    passed: bool
+    reason: str
+
+    def record(self, step: str, kind: str, attempt: int) -> dict[str, Any]:
+        return {
+            "step": step,
+            "kind": kind,
+            "passed": self.passed,
+            "reason": self.reason,
+            "attempt": attempt,
+        }
+
+
+def as_text(output: Any) -> str:
+    return output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
+
+
+def load_verifier(name: str) -> Verifier:
+    """A verifier by plugin name (entry point group `loopengt.verifiers`) or 'module:attr'."""
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            func = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise UserInputError(f"verifier {name!r} cannot be imported: {exc}") from None
+        return func  # type: ignore[no-any-return]  # any callable object is accepted
+    for ep in entry_points(group="loopengt.verifiers"):
+        if ep.name == name:
+            return ep.load()  # type: ignore[no-any-return]  # plugins register callables
+    raise UserInputError(f"verifier {name!r} not found (no 'loopengt.verifiers' entry point)")
+
+
+def run_verifier(verifier: Verifier, output: Any, step: str) -> GateResult:
+    """A verifier returns a bool, or (bool, reason), or a dict with pass/reason."""
+    result = verifier(output, step=step)
+    if isinstance(result, tuple):
+        return GateResult(bool(result[0]), str(result[1]) if len(result) > 1 else "")
+    if isinstance(result, dict):
+        return GateResult(bool(result.get("pass")), str(result.get("reason", "")))
+    return GateResult(bool(result), "" if result else "rejected by verifier")
+
+
+def evaluate_gate(
+    gate: GateSpec,
+    output: Any,
+    *,
+    step: str,
+    judge: Callable[[], BaseChatModel],
+    invoke: Callable[[BaseChatModel, list[BaseMessage]], AIMessage],
+) -> GateResult:
+    text = as_text(output)
+    if gate.kind == "regex":
+        assert gate.pattern is not None
+        if re.search(gate.pattern, text):
+            return GateResult(True, "")
+        return GateResult(False, f"output does not match /{gate.pattern}/")
+    if gate.kind == "json_schema":
+        assert gate.json_schema is not None
+        try:
+            value = output if not isinstance(output, str) else json.loads(output)
+            check(value, gate.json_schema)
+        except (ValueError, json.JSONDecodeError) as exc:
+            return GateResult(False, f"output fails the JSON Schema: {exc}")
+        return GateResult(True, "")
+    if gate.kind == "llm_judge":
+        messages: list[BaseMessage] = [
+            SystemMessage("You are a strict reviewer. Judge only against the criteria."),
+            HumanMessage(f"Criteria: {gate.criteria}\n\nOutput of step {step!r}:\n{text}"),
+        ]
+        verdict, _ = structured_call(invoke, judge(), messages, JUDGE_SCHEMA, what=f"{step} gate")
+        return GateResult(bool(verdict["pass"]), str(verdict.get("reason", "")))
+    assert gate.verifier is not None
+    return run_verifier(load_verifier(gate.verifier), output, step)

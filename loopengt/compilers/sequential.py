@@ -1,0 +1,41 @@
+"""sequential: steps in dependency order; steps whose dependencies are met run in the same
+superstep. A gated step loops back to itself until its gate passes."""
+
+from __future__ import annotations
+
+from langgraph.graph import END, START, StateGraph
+
+from loopengt.compilers.context import CompileContext, step_gate
+from loopengt.compilers.nodes import StepNode, gate_router, noop, passed_node, retry_policy
+from loopengt.compilers.state import Graph, LoopState, add_node
+
+
+def add_step(graph: Graph, ctx: CompileContext, node: StepNode) -> str:
+    """Add a step node (and its gate loop); returns the node its successors follow."""
+    name = node.step.name
+    add_node(graph, name, node, retry_policy=retry_policy(ctx))
+    if step_gate(ctx.spec, node.step) is None:
+        return name
+    done = passed_node(name)
+    add_node(graph, done, noop)
+    graph.add_conditional_edges(name, gate_router(name, done), [name, done, END])
+    return done
+
+
+def build(ctx: CompileContext) -> Graph:
+    graph = StateGraph(LoopState)
+    steps = ctx.spec.steps
+    has_dependants = {dep for step in steps for dep in step.requires}
+    exits = {}
+    for step in steps:
+        sink = step.name not in has_dependants
+        exits[step.name] = add_step(graph, ctx, StepNode(ctx, step, sink=sink))
+    for step in steps:
+        deps = [exits[d] for d in step.requires]
+        if not deps:
+            graph.add_edge(START, step.name)
+        else:
+            graph.add_edge(deps[0] if len(deps) == 1 else deps, step.name)
+        if step.name not in has_dependants:
+            graph.add_edge(exits[step.name], END)
+    return graph

@@ -1,0 +1,111 @@
+"""The state every compiled loop shares, with reducers that let parallel branches write
+side by side without overwriting each other."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, TypedDict
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph import StateGraph
+from langgraph.graph.message import add_messages
+
+STATUS_RUNNING = "running"
+STATUS_COMPLETED = "completed"
+STATUS_STOPPED = "stopped"  # halted by a policy limit
+STATUS_FAILED = "failed"
+STATUS_REJECTED = "rejected"  # an approval was refused
+
+
+def merge_dicts(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
+    if not left:
+        return dict(right or {})
+    if not right:
+        return left
+    return {**left, **right}
+
+
+def add_counts(left: dict[str, int] | None, right: dict[str, int] | None) -> dict[str, int]:
+    out = dict(left or {})
+    for key, value in (right or {}).items():
+        out[key] = out.get(key, 0) + value
+    return out
+
+
+def add_usage(left: dict[str, float] | None, right: dict[str, float] | None) -> dict[str, float]:
+    out = dict(left or {})
+    for key, value in (right or {}).items():
+        out[key] = out.get(key, 0) + value
+    return out
+
+
+def merge_mapped(
+    left: dict[str, dict[int, Any]] | None, right: dict[str, dict[int, Any]] | None
+) -> dict[str, dict[int, Any]]:
+    out = {k: dict(v) for k, v in (left or {}).items()}
+    for step, items in (right or {}).items():
+        out.setdefault(step, {}).update(items)
+    return out
+
+
+def first_set(left: Any, right: Any) -> Any:
+    """Keep the first stop reason: a later branch must not hide why a run stopped."""
+    return left if left is not None else right
+
+
+_STATUS_RANK = {
+    None: 0,
+    STATUS_RUNNING: 1,
+    STATUS_COMPLETED: 2,
+    STATUS_STOPPED: 3,
+    STATUS_FAILED: 4,
+    STATUS_REJECTED: 5,
+}
+
+
+def gravest_status(left: str | None, right: str | None) -> str | None:
+    """Parallel branches may finish differently; the run's status is the gravest of them."""
+    return left if _STATUS_RANK.get(left, 0) >= _STATUS_RANK.get(right, 0) else right
+
+
+class LoopState(TypedDict, total=False):
+    input: dict[str, Any]
+    messages: Annotated[list[AnyMessage], add_messages]
+    outputs: Annotated[dict[str, Any], merge_dicts]
+    mapped: Annotated[dict[str, dict[int, Any]], merge_mapped]
+    turns: Annotated[int, operator.add]
+    visits: Annotated[dict[str, int], add_counts]
+    gate_attempts: Annotated[dict[str, int], add_counts]
+    gates: Annotated[list[dict[str, Any]], operator.add]
+    feedback: Annotated[dict[str, str], merge_dicts]
+    verdicts: Annotated[dict[str, Any], merge_dicts]
+    errors: Annotated[list[dict[str, Any]], operator.add]
+    usage: Annotated[dict[str, float], add_usage]
+    stop_reason: Annotated[str | None, first_set]
+    status: Annotated[str | None, gravest_status]
+    started_at: Annotated[float | None, first_set]
+    next_worker: str | None
+    task: str | None
+    active_agent: str | None
+    # set by Send for one mapped branch only
+    item: Any
+    item_index: int
+
+
+def new_usage(input_tokens: int, output_tokens: int, cost_usd: float) -> dict[str, float]:
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
+        "cost_usd": cost_usd,
+        "model_calls": 1,
+    }
+
+
+Graph = StateGraph[Any, Any, Any, Any]
+
+
+def add_node(graph: Graph, name: str, action: Any, **kwargs: Any) -> None:
+    """``graph.add_node`` for our callable node objects, which LangGraph's typed overloads
+    (written for plain functions) do not describe."""
+    graph.add_node(name, action, **kwargs)
