@@ -1,7 +1,7 @@
 """A scripted, OpenAI-compatible chat-completions server for tests (standard library only).
 
-    with ScriptedOpenAIServer(replies=["hi", ToolCallReply("add", {"a": 1})]) as srv:
-        ChatOpenAI(base_url=srv.base_url, api_key="test-key", model="test-model")
+    with ScriptedOpenAIServer(["hi", ToolCallReply("add", {"a": 1, "b": 2})]) as srv:
+        llm = ChatOpenAI(base_url=srv.base_url, api_key="test-key", model="test-model")
 
 Standalone: ``python -m tests.support.openai_server --script FILE.json --count-file F``
 prints the base URL on its first stdout line and serves until SIGTERM/SIGINT.
@@ -10,6 +10,8 @@ prints the base URL on its first stdout line and serves until SIGTERM/SIGINT.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
 import re
@@ -30,7 +32,7 @@ Json = dict[str, Any]
 class ToolCall:
     name: str
     arguments: Mapping[str, Any] | str = field(default_factory=dict)
-    id: str | None = None
+    id: str | None = None  # generated as call_<request>_<index> when omitted
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,12 @@ class ErrorReply:
     type: str | None = None
     code: str | None = None
 
+    def body(self) -> Json:
+        fallback = ("server_error" if self.status >= 500 else "invalid_request_error", None)
+        kind, code = _ERROR_DEFAULTS.get(self.status, fallback)
+        fields = {"message": self.message, "type": self.type or kind, "param": None}
+        return {"error": {**fields, "code": self.code or code}}
+
 
 @dataclass(frozen=True)
 class Delayed:
@@ -69,6 +77,7 @@ class Delayed:
 
 
 Responder = Callable[[Json], "Reply"]
+# A bare mapping is shorthand for JsonReply(mapping).
 Reply = str | ToolCallReply | JsonReply | ErrorReply | Delayed | Mapping[str, Any] | Responder
 
 _ERROR_DEFAULTS = {
@@ -94,47 +103,48 @@ def echo_responder(request: Json) -> str:
 
 
 def count_tokens(text: str) -> int:
-    return len(text.split())
+    return max(1, len(text.split()))
 
 
 def _forced_function(request: Json) -> str | None:
-    choice = request.get("tool_choice")
+    choice, tools = request.get("tool_choice"), request.get("tools") or []
     if isinstance(choice, dict):
-        return (choice.get("function") or {}).get("name")
-    tools = request.get("tools") or []
-    if choice == "required" and len(tools) == 1:
-        return tools[0].get("function", {}).get("name")
-    return None
+        name = (choice.get("function") or {}).get("name")
+    elif choice == "required" and len(tools) == 1:
+        name = tools[0].get("function", {}).get("name")
+    else:
+        name = None
+    return str(name) if name else None
 
 
-def _as_reply(data: Mapping[str, Any]) -> Reply:
-    """Convert one script-file entry (a JSON object) to a reply."""
-    if "delay" in data:
-        rest = {k: v for k, v in data.items() if k != "delay"}
-        return Delayed(_as_reply(rest), float(data["delay"]))
-    if "error" in data:
-        return ErrorReply(**data["error"])
-    if "json" in data:
-        return JsonReply(data["json"])
-    if "tool_calls" in data:
-        calls = [
-            ToolCall(c["name"], c.get("arguments", {}), c.get("id")) for c in data["tool_calls"]
-        ]
-        return ToolCallReply(calls=calls, content=data.get("content"))
-    if "text" in data:
-        return str(data["text"])
-    raise ValueError(f"unrecognised script entry: {data!r}")
+def _from_script(entry: Any) -> Reply:
+    """Convert one script-file entry to a reply."""
+    if isinstance(entry, str):
+        return entry
+    if "delay" in entry:
+        rest = {k: v for k, v in entry.items() if k != "delay"}
+        return Delayed(_from_script(rest), float(entry["delay"]))
+    if "error" in entry:
+        return ErrorReply(**entry["error"])
+    if "json" in entry:
+        return JsonReply(entry["json"])
+    if "tool_calls" in entry:
+        calls = [ToolCall(**call) for call in entry["tool_calls"]]
+        return ToolCallReply(calls=calls, content=entry.get("content"))
+    if "text" in entry:
+        return str(entry["text"])
+    raise ValueError(f"unrecognised script entry: {entry!r}")
 
 
 def load_script(path: str | Path) -> tuple[list[Reply], Responder | None]:
     """Read a script file: a JSON list of replies, or {"replies": [...], "responder": "echo"}."""
     raw = json.loads(Path(path).read_text())
     spec = {"replies": raw} if isinstance(raw, list) else raw
-    replies = [r if isinstance(r, str) else _as_reply(r) for r in spec.get("replies", [])]
-    responder_name = spec.get("responder")
-    if responder_name not in (None, "echo"):
-        raise ValueError(f"unknown responder {responder_name!r}; only 'echo' is built in")
-    return replies, echo_responder if responder_name else None
+    responder = spec.get("responder")
+    if responder not in (None, "echo"):
+        raise ValueError(f"unknown responder {responder!r}; only 'echo' is built in")
+    replies = [_from_script(entry) for entry in spec.get("replies", [])]
+    return replies, echo_responder if responder else None
 
 
 class ScriptedOpenAIServer:
@@ -147,13 +157,11 @@ class ScriptedOpenAIServer:
         responder: Responder | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
-        models: Sequence[str] = ("test-model",),
         on_request: Callable[[int], None] | None = None,
     ) -> None:
         self._replies = list(replies)
         self._responder = responder
         self._address = (host, port)
-        self.models = list(models)
         self._on_request = on_request
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -163,24 +171,22 @@ class ScriptedOpenAIServer:
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> ScriptedOpenAIServer:
-        self._httpd = ThreadingHTTPServer(self._address, _make_handler(self))
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="scripted-openai", daemon=True
-        )
+        self._stopping.clear()
+        self._httpd = httpd = ThreadingHTTPServer(self._address, _make_handler(self))
+        # A short poll interval keeps shutdown() quick, which adds up across many tests.
+        poll = {"poll_interval": 0.05}
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs=poll, daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        if self._httpd is None:
+        if self._httpd is None or self._thread is None:
             return
         self._stopping.set()  # wakes handlers sleeping in a Delayed reply
         self._httpd.shutdown()
         self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._thread.join(timeout=5)
         self._httpd = self._thread = None
 
     def __enter__(self) -> ScriptedOpenAIServer:
@@ -189,7 +195,6 @@ class ScriptedOpenAIServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    # -- inspection ------------------------------------------------------------------------
     @property
     def port(self) -> int:
         assert self._httpd is not None, "server not started"
@@ -206,7 +211,7 @@ class ScriptedOpenAIServer:
 
     @property
     def headers(self) -> list[dict[str, str]]:
-        """Headers of each chat request, keys lower-cased, aligned with ``requests``."""
+        """Headers of each chat request (lower-cased names), aligned with ``requests``."""
         with self._lock:
             return list(self._headers)
 
@@ -221,32 +226,45 @@ class ScriptedOpenAIServer:
         with self._lock:
             return list(self._errors)
 
-    @property
-    def remaining(self) -> int:
-        with self._lock:
-            return len(self._replies)
-
     def add_replies(self, *replies: Reply) -> None:
         with self._lock:
             self._replies.extend(replies)
 
-    # -- reply selection -------------------------------------------------------------------
     def _next_reply(self, request: Json, headers: dict[str, str]) -> tuple[int, Reply]:
         with self._lock:
             self._requests.append(request)
             self._headers.append(headers)
             number = len(self._requests)
-            if self._replies:
-                reply: Reply | None = self._replies.pop(0)
-            elif self._responder is not None:
-                reply = self._responder
-            else:
-                reply = None
-                message = f"ScriptedOpenAIServer: script exhausted at request #{number}"
-                self._errors.append(message)
             if self._on_request is not None:
                 self._on_request(number)  # under the lock so counts are written in order
-        return number, ErrorReply(500, message, "server_error") if reply is None else reply
+            if self._replies:
+                return number, self._replies.pop(0)
+            if self._responder is not None:
+                return number, self._responder
+            message = f"ScriptedOpenAIServer: script exhausted at request #{number}"
+            self._errors.append(message)
+            return number, ErrorReply(500, message)
+
+    def _respond(self, request: Json, headers: dict[str, str]) -> Any:
+        """The completion, the list of stream chunks, or an ErrorReply for one request."""
+        number, reply = self._next_reply(request, headers)
+        try:
+            reply = self._resolve(reply, request)
+            if isinstance(reply, ErrorReply):
+                return reply
+            content, calls = _message(reply, request, number)
+        except Exception as exc:  # a broken script must answer, not hang the client
+            return ErrorReply(500, f"ScriptedOpenAIServer: {exc!r}")
+        now, model = int(time.time()), request.get("model", "test-model")
+        base = {"id": f"chatcmpl-scripted-{number}", "created": now, "model": model}
+        usage = _usage(request, content, calls)
+        if request.get("stream"):
+            wants_usage = (request.get("stream_options") or {}).get("include_usage")
+            return _chunks(base, content, calls, usage if wants_usage else None)
+        message: Json = {"role": "assistant", "content": content, "refusal": None}
+        message.update({"tool_calls": calls} if calls else {})
+        choices = [_choice("tool_calls" if calls else "stop", message=message)]
+        return {**base, "object": "chat.completion", "choices": choices, "usage": usage}
 
     def _resolve(self, reply: Reply, request: Json) -> Reply:
         for _ in range(10):  # callables may return Delayed or other callables
@@ -262,7 +280,7 @@ class ScriptedOpenAIServer:
         raise RuntimeError("reply nesting too deep")
 
 
-def _completion_parts(reply: Reply, request: Json, number: int) -> tuple[str | None, list[Json]]:
+def _message(reply: Reply, request: Json, number: int) -> tuple[str | None, list[Json]]:
     """Return (content, tool_calls) for a resolved, non-error reply."""
     if isinstance(reply, str):
         return reply, []
@@ -271,26 +289,38 @@ def _completion_parts(reply: Reply, request: Json, number: int) -> tuple[str | N
         if forced is None:
             return json.dumps(reply.data), []
         reply = ToolCallReply(forced, json.dumps(reply.data))
-    if isinstance(reply, ToolCallReply):
-        calls = []
-        for i, call in enumerate(reply.all_calls()):
-            args = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
-            function = {"name": call.name, "arguments": args}
-            call_id = call.id or f"call_{number}_{i}"
-            calls.append({"id": call_id, "type": "function", "function": function})
-        return reply.content, calls
-    raise TypeError(f"unsupported reply type: {type(reply).__name__}")
+    if not isinstance(reply, ToolCallReply):
+        raise TypeError(f"unsupported reply type: {type(reply).__name__}")
+    calls = []
+    for i, call in enumerate(reply.all_calls()):
+        args = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
+        function = {"name": call.name, "arguments": args}
+        call_id = call.id or f"call_{number}_{i}"
+        calls.append({"id": call_id, "type": "function", "function": function})
+    return reply.content, calls
 
 
-def _usage(request: Json, content: str | None, tool_calls: list[Json]) -> Json:
-    prompt_text = " ".join(_message_text(m) for m in request.get("messages", []))
-    completion_text = " ".join([content or ""] + [c["function"]["arguments"] for c in tool_calls])
-    prompt, completion = max(1, count_tokens(prompt_text)), max(1, count_tokens(completion_text))
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
+def _usage(request: Json, content: str | None, calls: list[Json]) -> Json:
+    prompt = count_tokens(" ".join(_message_text(m) for m in request.get("messages", [])))
+    out = count_tokens(" ".join([content or ""] + [c["function"]["arguments"] for c in calls]))
+    return {"prompt_tokens": prompt, "completion_tokens": out, "total_tokens": prompt + out}
+
+
+def _choice(finish: str | None, **fields: Any) -> Json:
+    return {"index": 0, **fields, "finish_reason": finish, "logprobs": None}
+
+
+def _chunks(base: Json, text: str | None, calls: list[Json], usage: Json | None) -> list[Json]:
+    """The chunks of a streamed reply, ending with the usage chunk if the client asked for it."""
+    base = {**base, "object": "chat.completion.chunk"}
+    deltas: list[Json] = [{"role": "assistant", "content": ""}]
+    deltas += [{"content": piece} for piece in re.findall(r"\s*\S+", text or "")]
+    deltas += [{"tool_calls": [{"index": i, **call}]} for i, call in enumerate(calls)]
+    events = [{**base, "choices": [_choice(None, delta=d)]} for d in deltas]
+    events.append({**base, "choices": [_choice("tool_calls" if calls else "stop", delta={})]})
+    if usage is not None:
+        events = [{**e, "usage": None} for e in events] + [{**base, "choices": [], "usage": usage}]
+    return events
 
 
 def _make_handler(server: ScriptedOpenAIServer) -> type[BaseHTTPRequestHandler]:
@@ -301,17 +331,17 @@ def _make_handler(server: ScriptedOpenAIServer) -> type[BaseHTTPRequestHandler]:
             pass  # keep test output clean
 
         def do_GET(self) -> None:
-            if self.path.rstrip("/") == "/v1/models":
-                data = [
-                    {"id": m, "object": "model", "created": 0, "owned_by": "scripted"}
-                    for m in server.models
-                ]
-                self._send_json(200, {"object": "list", "data": data})
-            else:
-                self._send_error(ErrorReply(404, f"no route for GET {self.path}"))
+            if self.path.rstrip("/") != "/v1/models":
+                return self._send_error(ErrorReply(404, f"no route for GET {self.path}"))
+            model = {"id": "test-model", "object": "model", "created": 0, "owned_by": "scripted"}
+            self._send_json(200, {"object": "list", "data": [model]})
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # client gave up
+                self._answer(body)
+
+        def _answer(self, body: bytes) -> None:
             if self.path.rstrip("/") != "/v1/chat/completions":
                 return self._send_error(ErrorReply(404, f"no route for POST {self.path}"))
             try:
@@ -319,100 +349,26 @@ def _make_handler(server: ScriptedOpenAIServer) -> type[BaseHTTPRequestHandler]:
             except json.JSONDecodeError as exc:
                 return self._send_error(ErrorReply(400, f"invalid JSON body: {exc}"))
             headers = {k.lower(): v for k, v in self.headers.items()}
-            number, reply = server._next_reply(request, headers)
-            try:
-                reply = server._resolve(reply, request)
-                if isinstance(reply, ErrorReply):
-                    return self._send_error(reply)
-                content, tool_calls = _completion_parts(reply, request, number)
-            except Exception as exc:  # a broken script must answer, not hang the client
-                return self._send_error(ErrorReply(500, f"ScriptedOpenAIServer: {exc!r}"))
-            base = {
-                "id": f"chatcmpl-scripted-{number}",
-                "created": int(time.time()),
-                "model": request.get("model", "test-model"),
-                "system_fingerprint": None,
-            }
-            usage = _usage(request, content, tool_calls)
-            finish = "tool_calls" if tool_calls else "stop"
-            try:
-                if request.get("stream"):
-                    include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
-                    self._stream(
-                        base, content, tool_calls, finish, usage if include_usage else None
-                    )
-                else:
-                    message = {"role": "assistant", "content": content, "refusal": None}
-                    if tool_calls:
-                        message["tool_calls"] = tool_calls
-                    choice = {
-                        "index": 0,
-                        "message": message,
-                        "finish_reason": finish,
-                        "logprobs": None,
-                    }
-                    self._send_json(
-                        200,
-                        {**base, "object": "chat.completion", "choices": [choice], "usage": usage},
-                    )
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (e.g. its timeout fired)
+            result = server._respond(request, headers)
+            if isinstance(result, ErrorReply):
+                self._send_error(result)
+            elif request.get("stream"):
+                self._send_sse(result)
+            else:
+                self._send_json(200, result)
 
-        def _stream(
-            self,
-            base: Json,
-            content: str | None,
-            tool_calls: list[Json],
-            finish: str,
-            usage: Json | None,
-        ) -> None:
+        def _send_sse(self, events: list[Json]) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-cache")
             self.send_header("Connection", "close")  # no length or chunking: body ends at close
             self.end_headers()
             self.close_connection = True
-
-            def chunk(delta: Json, finish_reason: str | None = None) -> Json:
-                choice = {
-                    "index": 0,
-                    "delta": delta,
-                    "finish_reason": finish_reason,
-                    "logprobs": None,
-                }
-                return {**base, "object": "chat.completion.chunk", "choices": [choice]}
-
-            events = [chunk({"role": "assistant", "content": ""})]
-            events += [chunk({"content": piece}) for piece in re.findall(r"\s*\S+", content or "")]
-            events += [
-                chunk({"tool_calls": [{"index": i, **call}]}) for i, call in enumerate(tool_calls)
-            ]
-            events.append(chunk({}, finish))
-            if usage is not None:
-                events = [{**e, "usage": None} for e in events]
-                events.append(
-                    {**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}
-                )
-            for event in events:
-                self.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+            for event in [*(json.dumps(e) for e in events), "[DONE]"]:
+                self.wfile.write(f"data: {event}\n\n".encode())
                 self.wfile.flush()
-            self.wfile.write(b"data: [DONE]\n\n")
-            self.wfile.flush()
 
         def _send_error(self, error: ErrorReply) -> None:
-            default_type, default_code = _ERROR_DEFAULTS.get(
-                error.status,
-                ("server_error" if error.status >= 500 else "invalid_request_error", None),
-            )
-            payload = {
-                "error": {
-                    "message": error.message,
-                    "type": error.type or default_type,
-                    "param": None,
-                    "code": error.code or default_code,
-                }
-            }
-            self._send_json(error.status, payload)
+            self._send_json(error.status, error.body())
 
         def _send_json(self, status: int, payload: Json) -> None:
             data = json.dumps(payload).encode()
@@ -432,8 +388,7 @@ def _write_count(path: Path, count: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
+    parser = argparse.ArgumentParser(description="Scripted OpenAI-compatible test server")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--script", help="JSON list of replies, or {replies, responder}")
     parser.add_argument("--responder", choices=["echo"], help="answer every request by echoing")
@@ -441,17 +396,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     replies, responder = load_script(args.script) if args.script else ([], None)
-    if args.responder == "echo":
-        responder = echo_responder
-    count_file: Path | None = args.count_file
-    if count_file is not None:
-        _write_count(count_file, 0)
-    on_request = (lambda n: _write_count(count_file, n)) if count_file is not None else None
+    responder = echo_responder if args.responder == "echo" else responder
+    on_request = None
+    if args.count_file is not None:
+        _write_count(args.count_file, 0)
+        on_request = functools.partial(_write_count, args.count_file)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     server = ScriptedOpenAIServer(
-        replies, responder=responder, host=args.host, port=args.port, on_request=on_request
+        replies, responder=responder, port=args.port, on_request=on_request
     )
     with server:
         print(server.base_url, flush=True)
