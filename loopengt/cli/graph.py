@@ -13,7 +13,7 @@ def graph(
     """Print the compiled LangGraph graph as Mermaid."""
     from loopengt.compile import compile_spec
 
-    compiled = compile_spec(file)
+    compiled = compile_spec(file, check_models=False)
     console.out(compiled.get_graph().draw_mermaid(), highlight=False)
 
 
