@@ -204,8 +204,9 @@ class _Checker:
                     f"add it to depends_on",
                 )
             elif ref.kind == "variable" and self.pattern not in VARIABLE_PATTERNS[ref.name]:
-                allowed = " and ".join(VARIABLE_PATTERNS[ref.name])
-                self.add(path, f"{shown} is only set in the {allowed} pattern")
+                allowed = VARIABLE_PATTERNS[ref.name]
+                which = " and ".join(allowed) + (" patterns" if len(allowed) > 1 else " pattern")
+                self.add(path, f"{shown} is only set in the {which}")
             elif ref.kind == "unknown":
                 names = [*steps, "goal", "input", *PATTERN_VARIABLES]
                 self.add(path, f"unknown placeholder {shown}{did_you_mean(ref.name, names)}")

@@ -35,7 +35,7 @@ def read_spec_file(path: Path) -> str:
             raise SpecError(name, [Problem((), "not a file")])
         if size > MAX_SPEC_BYTES:
             message = (
-                f"spec is larger than {MAX_SPEC_BYTES // 1000} kB ({size:,} bytes); refusing it"
+                f"spec is larger than {MAX_SPEC_BYTES / 1e6:g} MB ({size:,} bytes); refusing it"
             )
             raise SpecError(name, [Problem((), message)])
         with path.open("rb") as fh:
@@ -122,6 +122,11 @@ def _model_problem(error: Any, source: SourceMap) -> Problem:
     if kind == "missing":
         return Problem(loc, "required field is missing", line, col)
     message = str(error["msg"])
+    if kind == "too_short":
+        least = (error.get("ctx") or {}).get("min_length", 1)
+        return Problem(loc, f"must have at least {least} item(s)", line, col)
+    if kind == "model_type":
+        return Problem(loc, f"must be a mapping, got {_short(error.get('input'))}", line, col)
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     elif message.startswith("Input should be"):

@@ -78,11 +78,11 @@ class _Builder:
         if self.nodes > MAX_NODES:
             raise self.fail(
                 node,
-                f"document expands to more than {MAX_NODES} values (alias bomb?); refusing it",
-                path,
+                f"document expands to more than {MAX_NODES:,} values (through aliases or "
+                "sheer size); refusing it",
             )
         if depth > MAX_DEPTH:
-            raise self.fail(node, f"nesting deeper than {MAX_DEPTH} levels; refusing it", path)
+            raise self.fail(node, f"nesting deeper than {MAX_DEPTH} levels; refusing it")
         self.source.values.setdefault(path, _pos(node))
         if isinstance(node, yaml.ScalarNode):
             if node.tag not in _SCALAR_TAGS:
@@ -117,7 +117,7 @@ def load_yaml(text: str) -> tuple[Any, SourceMap]:
     """
     if len(text.encode("utf-8", errors="replace")) > MAX_SPEC_BYTES:
         raise YamlLoadError(
-            Problem((), f"spec is larger than {MAX_SPEC_BYTES // 1000} kB; refusing it", 1, 1)
+            Problem((), f"spec is larger than {MAX_SPEC_BYTES / 1e6:g} MB; refusing it", 1, 1)
         )
     try:
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
