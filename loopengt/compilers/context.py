@@ -25,6 +25,9 @@ class CompileContext:
     _tool_cache: dict[str, list[BaseTool]] = field(default_factory=dict)
 
     def agent_for_step(self, step: StepSpec) -> AgentRole:
+        # a step's own agent first: patterns may synthesize steps that are not in the spec
+        if step.agent is not None:
+            return self.spec.agent(step.agent)
         return self.spec.agent(step_agent(self.spec, step.name))
 
     def model_for(self, agent: AgentRole, step: StepSpec | None = None) -> BaseChatModel:
@@ -64,9 +67,17 @@ class CompileContext:
     def recursion_limit(self) -> int:
         """High enough that our own counters (turns, iterations, gate attempts) always stop
         a loop first, so users see `stopped: max_turns`, never GraphRecursionError."""
-        policy = self.spec.policy
-        turns = policy.max_turns or 100
-        gate_attempts = max([g.max_attempts for g in policy.gates] + [3])
+        spec, policy = self.spec, self.spec.policy
+        pattern_limits = [
+            spec.supervisor.max_turns if spec.supervisor else None,
+            spec.handoff.max_handoffs if spec.handoff else None,
+            2 * spec.evaluator.max_iterations
+            if spec.evaluator and spec.evaluator.max_iterations
+            else None,
+        ]
+        turns = max([policy.max_turns or 100, *(n for n in pattern_limits if n)])
+        gates = [*policy.gates, *(s.gate for s in spec.steps if s.gate)]
+        gate_attempts = max([g.max_attempts for g in gates] + [3])
         return max(100, (turns + len(self.spec.steps) + 2) * (gate_attempts + 2) * 2)
 
 
