@@ -1,0 +1,275 @@
+"""What does compiling a LoopSpec cost at run time, against a hand-written LangGraph graph?
+
+    uv run python benchmarks/compile_overhead.py [--rounds 300]
+
+(a) a 3-step chain and (b) fan-out to 5 branches + an aggregator, with a zero-latency fake
+model: per-invoke time of the compiled spec vs a hand-written graph of the same topology
+whose nodes call the same model with a similar prompt and write to a dict state (target
+<= 1.10x). (c) 8 branches whose model call sleeps 200 ms: one run's wall time vs a single
+200 ms branch, for both graphs (target <= 1.10x, i.e. the branches really overlap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import textwrap
+import time
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, TypedDict
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langgraph.graph import END, START, StateGraph
+
+from loopengt.compile import compile_spec
+from loopengt.compilers.state import LoopState, new_usage
+from loopengt.spec import load_spec_text
+
+TARGET = 1.10
+BRANCH_SLEEP = 0.2
+HAS_FAN_OUT = importlib.util.find_spec("loopengt.compilers.parallel_fan_out") is not None
+FAN_OUT_PATTERN = "parallel_fan_out" if HAS_FAN_OUT else "sequential"
+AGENTS = ("brancher", "joiner")
+
+
+class InstantModel(BaseChatModel):
+    """Answers at once with a fixed message; ``delay`` makes each call take that long."""
+
+    delay: float = 0.0
+
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
+        if self.delay:
+            time.sleep(self.delay)
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content="ok"))])
+
+    @property
+    def _llm_type(self) -> str:
+        return "instant"
+
+
+# -- the compiled side ---------------------------------------------------------------------
+
+
+def chain_spec() -> str:
+    return """
+        name: chain
+        goal: Benchmark a chain.
+        agents: [{name: worker, instructions: You work.}]
+        steps:
+          - {name: s1, description: Step one.}
+          - {name: s2, depends_on: [s1], description: Step two.}
+          - {name: s3, depends_on: [s2], description: Step three.}
+        policy: {max_turns: 50}
+    """
+
+
+def fan_out_spec(branches: int) -> str:
+    """Branches run by agent `brancher`, the join by `joiner` (so each can get its model)."""
+    names = [f"b{i}" for i in range(1, branches + 1)]
+    steps = "\n".join(
+        f"      - {{name: {n}, agent: brancher, description: Branch {n}.}}" for n in names
+    )
+    pattern = f"pattern: {FAN_OUT_PATTERN}"
+    block = f"fan_out: {{branches: [{', '.join(names)}], aggregator: agg}}" if HAS_FAN_OUT else ""
+    return f"""
+    name: fan-out
+    goal: Benchmark a fan-out.
+    {pattern}
+    {block}
+    agents:
+      - {{name: brancher, instructions: You work.}}
+      - {{name: joiner, instructions: You join.}}
+    steps:
+{steps}
+      - {{name: agg, agent: joiner, depends_on: [{", ".join(names)}], description: Join.}}
+    policy: {{max_turns: 50}}
+    """
+
+
+def compiled(spec_text: str, models: Any) -> Any:
+    return compile_spec(load_spec_text(textwrap.dedent(spec_text)), models=models)
+
+
+# -- the hand-written side -----------------------------------------------------------------
+
+
+def merge(left: dict[str, str] | None, right: dict[str, str] | None) -> dict[str, str]:
+    return {**(left or {}), **(right or {})}
+
+
+class HandState(TypedDict, total=False):
+    input: dict[str, Any]
+    outputs: Annotated[dict[str, str], merge]
+
+
+def hand_node(
+    name: str, deps: list[str], model: BaseChatModel, full_update: bool = False
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A node as one would write it by hand; ``full_update`` also writes what a StepNode
+    writes besides the output (turns, visits, usage, the reply message)."""
+
+    def node(state: dict[str, Any]) -> dict[str, Any]:
+        outputs = state.get("outputs") or {}
+        prompt = f"Goal: Benchmark.\n\nYour task ({name}): {name}\n\nRun input:\n{state['input']}"
+        for dep in deps:
+            prompt += f"\n\nResult of step {dep!r}:\n{outputs.get(dep, '')}"
+        reply = model.invoke([SystemMessage("You work."), HumanMessage(prompt)])
+        update: dict[str, Any] = {"outputs": {name: str(reply.text)}}
+        if full_update:
+            usage = new_usage(0, 0, 0.0)
+            update.update(turns=1, visits={name: 1}, usage=usage, messages=[reply])
+        return update
+
+    return node
+
+
+def hand_graph(
+    topology: dict[str, list[str]],
+    models: Mapping[str, BaseChatModel],
+    schema: Any = HandState,
+    full_update: bool = False,
+) -> Any:
+    """``topology`` maps node -> dependencies; ``models`` node -> model."""
+    graph: Any = StateGraph(schema)
+    has_dependants = {d for deps in topology.values() for d in deps}
+    for name, deps in topology.items():
+        graph.add_node(name, hand_node(name, deps, models[name], full_update))
+        graph.add_edge(deps if len(deps) > 1 else (deps[0] if deps else START), name)
+        if name not in has_dependants:
+            graph.add_edge(name, END)
+    return graph.compile()
+
+
+def chain_topology() -> dict[str, list[str]]:
+    return {"s1": [], "s2": ["s1"], "s3": ["s2"]}
+
+
+def fan_topology(branches: int) -> dict[str, list[str]]:
+    names = [f"b{i}" for i in range(1, branches + 1)]
+    return {**{n: [] for n in names}, "agg": names}
+
+
+# -- measuring -----------------------------------------------------------------------------
+
+PAYLOAD = {"input": {"topic": "benchmarks"}}
+
+
+def time_once(graph: Any) -> float:
+    start = time.perf_counter()
+    graph.invoke(PAYLOAD)
+    return time.perf_counter() - start
+
+
+def ab_medians(a: Any, b: Any, rounds: int, warmup: int = 30) -> tuple[float, float]:
+    """Median seconds per invoke of a and b, measured in interleaved rounds so drift
+    (CPU frequency, GC, other load) hits both alike."""
+    for _ in range(warmup):
+        time_once(a), time_once(b)
+    ta, tb = [], []
+    for i in range(rounds):
+        first, second = (a, b) if i % 2 == 0 else (b, a)
+        t1, t2 = time_once(first), time_once(second)
+        ta.append(t1 if first is a else t2)
+        tb.append(t2 if first is a else t1)
+    return statistics.median(ta), statistics.median(tb)
+
+
+def verdict(ratio: float) -> str:
+    return "ok" if ratio <= TARGET else "MISSED"
+
+
+def overhead_table(rounds: int) -> None:
+    instant = InstantModel()
+    chain_h = hand_graph(chain_topology(), dict.fromkeys(chain_topology(), instant))
+    fan_h = hand_graph(fan_topology(5), dict.fromkeys(fan_topology(5), instant))
+    cases = [
+        ("(a) 3-step chain", compiled(chain_spec(), instant), chain_h),
+        ("(b) fan-out 5 + agg", compiled(fan_out_spec(5), dict.fromkeys(AGENTS, instant)), fan_h),
+    ]
+    print(f"per-invoke time, zero-latency model: medians of {rounds} interleaved A/B rounds")
+    print(f"after warm-up; target compiled/hand <= {TARGET}x")
+    print(f"compiled fan-out pattern: {FAN_OUT_PATTERN}")
+    if not HAS_FAN_OUT:
+        print(
+            "note: loopengt.compilers.parallel_fan_out is not there yet; the compiled side of "
+            "(b)/(c) is a sequential DAG with the same topology (branches -> aggregator)"
+        )
+    print(f"\n{'case':<22}{'compiled ms':>13}{'hand ms':>10}{'ratio':>8}")
+    for case, graph_c, graph_h in cases:
+        c, h = ab_medians(graph_c, graph_h, rounds)
+        print(f"{case:<22}{c * 1e3:>13.3f}{h * 1e3:>10.3f}{c / h:>7.2f}x  {verdict(c / h)}")
+
+
+def wall_table(runs: int) -> None:
+    """8 branches of 200 ms each should take ~200 ms in all if they really overlap."""
+    instant, slow = InstantModel(), InstantModel(delay=BRANCH_SLEEP)
+    topo = fan_topology(8)
+    graphs = {
+        "compiled": compiled(fan_out_spec(8), {"brancher": slow, "joiner": instant}),
+        "hand-written": hand_graph(topo, {n: instant if n == "agg" else slow for n in topo}),
+    }
+    print(f"\n(c) 8 branches x {BRANCH_SLEEP * 1e3:.0f} ms each, median wall time of {runs} runs")
+    print(f"{'graph':<14}{'run config':<20}{'wall ms':>9}{'vs 200 ms':>11}")
+    # LangGraph runs sync nodes on a thread pool of min(32, CPUs + 4) workers by default
+    for label, config in (("default", None), ("max_concurrency=8", {"max_concurrency": 8})):
+        for name, graph in graphs.items():
+            graph.invoke(PAYLOAD, config)  # warm-up
+            walls = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                graph.invoke(PAYLOAD, config)
+                walls.append(time.perf_counter() - start)
+            ratio = statistics.median(walls) / BRANCH_SLEEP
+            wall = statistics.median(walls) * 1e3
+            print(f"{name:<14}{label:<20}{wall:>9.1f}{ratio:>10.2f}x  {verdict(ratio)}")
+    print(f"(thread pool default here: {min(32, (os.cpu_count() or 1) + 4)} workers)")
+
+
+def breakdown_table(rounds: int) -> None:
+    """Where the compiled chain's extra time goes: hand-written variants that add one
+    ingredient of the compiled graph at a time, ending with the compiled spec itself."""
+    instant = InstantModel()
+    topo, models = chain_topology(), dict.fromkeys(chain_topology(), instant)
+    variants = {
+        "hand-written, 2-key state": hand_graph(topo, models),
+        "+ LoopState schema (21 channels)": hand_graph(topo, models, LoopState),
+        "+ turns/visits/usage/messages writes": hand_graph(topo, models, LoopState, True),
+        "compiled spec (StepNode, retry, ...)": compiled(chain_spec(), instant),
+    }
+    for _ in range(30):
+        for graph in variants.values():
+            time_once(graph)
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for i in range(rounds):
+        order = list(variants.items())
+        for name, graph in order if i % 2 else reversed(order):
+            times[name].append(time_once(graph))
+    print(f"\nbreakdown, 3-step chain, medians of {rounds} rounds")
+    base = previous = statistics.median(times["hand-written, 2-key state"])
+    for name in variants:
+        median = statistics.median(times[name])
+        step = (median - previous) * 1e6
+        print(f"{name:<40}{median * 1e6:>8.0f} us{median / base:>7.2f}x{step:>+9.0f} us")
+        previous = median
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--wall-runs", type=int, default=5)
+    parser.add_argument("--breakdown", action="store_true", help="where the overhead goes")
+    args = parser.parse_args()
+    overhead_table(args.rounds)
+    wall_table(args.wall_runs)
+    if args.breakdown:
+        breakdown_table(args.rounds)
+
+
+if __name__ == "__main__":
+    main()
