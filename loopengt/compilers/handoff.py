@@ -199,8 +199,7 @@ class AgentNode:
         history = list(state.get("messages") or []) if self.share_history else []
         prompt = HumanMessage(self.prompt(state))
         conversation: list[BaseMessage] = [SystemMessage(self.system()), *history, prompt]
-        deadline = time.monotonic() + self.timeout if self.timeout else None
-        calls = ModelCalls(config, deadline)
+        calls = ModelCalls(config, self.timeout)
         update: Update = {**first, "turns": 1, "visits": {self.agent.name: 1}}
         try:
             outcome = run_agent(

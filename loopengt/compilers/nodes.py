@@ -73,7 +73,11 @@ def is_transient(exc: Exception) -> bool:
     return type(exc).__name__ in ("APIConnectionError", "APITimeoutError", "Timeout")
 
 
-def call_with_timeout(func: Callable[[], AIMessage], seconds: float | None) -> AIMessage:
+def call_with_timeout(
+    func: Callable[[], AIMessage], seconds: float | None, limit: float | None = None
+) -> AIMessage:
+    """Run ``func`` for at most ``seconds``; ``limit`` is the configured step timeout the
+    error names (``seconds`` is what is left of it)."""
     if seconds is None:
         return func()
     box: dict[str, Any] = {}
@@ -89,7 +93,7 @@ def call_with_timeout(func: Callable[[], AIMessage], seconds: float | None) -> A
     worker.start()
     worker.join(seconds)
     if worker.is_alive():
-        raise StepTimeoutError(f"no answer within {seconds:g}s")
+        raise StepTimeoutError(f"no answer within the step timeout of {limit or seconds:g}s")
     if "error" in box:
         raise box["error"]
     return box["value"]  # type: ignore[no-any-return]  # set by target() when no error
@@ -105,14 +109,17 @@ def usage_of(message: AIMessage) -> Update:
 class ModelCalls:
     """Model calls of one node execution: applies the timeout, keeps usage and replies."""
 
-    def __init__(self, config: RunnableConfig, deadline: float | None) -> None:
+    def __init__(self, config: RunnableConfig, timeout: float | None) -> None:
         self.config = config
-        self.deadline = deadline
+        self.timeout = timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
         self.replies: list[AIMessage] = []
 
     def __call__(self, model: Any, messages: list[BaseMessage]) -> AIMessage:
         remaining = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
-        reply = call_with_timeout(lambda: model.invoke(messages, self.config), remaining)
+        reply = call_with_timeout(
+            lambda: model.invoke(messages, self.config), remaining, self.timeout
+        )
         if not isinstance(reply, AIMessage):
             reply = AIMessage(content=str(getattr(reply, "content", reply)))
         self.replies.append(reply)
@@ -159,6 +166,7 @@ class StepNode:
         self.gate = step_gate(ctx.spec, step)
         self.approval = next((a for a in ctx.spec.policy.approvals if a.step == step.name), None)
         self.timeout = step.timeout_seconds or ctx.spec.policy.step_timeout_seconds
+        self.system = SystemMessage(describe_agent(self.agent))
         self.__name__ = step.name
 
     def approve(self) -> Update | None:
@@ -193,7 +201,7 @@ class StepNode:
         feedback = (state.get("feedback") or {}).get(self.step.name)
         if feedback:
             prompt += f"\n\nYour previous attempt was rejected: {feedback}\nPlease try again."
-        return [SystemMessage(describe_agent(self.agent)), HumanMessage(prompt)]
+        return [self.system, HumanMessage(prompt)]
 
     def produce(self, calls: ModelCalls, messages: list[BaseMessage]) -> tuple[Any, list[Any]]:
         """The step's output, plus the messages to record (tool calls and results)."""
@@ -216,8 +224,7 @@ class StepNode:
         halted = policy_halt(self.ctx, state) or self.approve()
         if halted:
             return {**first, **halted}
-        deadline = time.monotonic() + self.timeout if self.timeout else None
-        calls = ModelCalls(config, deadline)
+        calls = ModelCalls(config, self.timeout)
         update: Update = {**first, "turns": 1, "visits": {self.step.name: 1}}
         try:
             output, recorded = self.produce(calls, self.messages(state))
@@ -270,11 +277,16 @@ class StepNode:
         record = result.record(self.step.name, self.gate.kind, attempt)
         if result.passed:
             return {"gates": [record]}, True
-        update: Update = {"gates": [record], "gate_attempts": {self.step.name: 1}}
+        # the rejected output is kept: successors wait on the gate, and a run that stops
+        # before the next attempt still has what was made
+        update: Update = {
+            "gates": [record],
+            "gate_attempts": {self.step.name: 1},
+            "outputs": {self.step.name: output},
+        }
         if self.gate.on_fail == "retry" and attempt < self.gate.max_attempts:
             update["feedback"] = {self.step.name: result.reason or "the gate rejected it"}
             return update, False
-        update["outputs"] = {self.step.name: output}  # keep what was made, even if rejected
         why = f"gate on step {self.step.name!r} failed after {attempt} attempt(s): {result.reason}"
         return {**update, **stop(why)}, False
 

@@ -122,8 +122,7 @@ class SupervisorNode:
         halted = policy_halt(self.ctx, state) or self.decisions_limit(state)
         if halted:
             return Command(goto=END, update={**first, **halted})
-        deadline = time.monotonic() + self.timeout if self.timeout else None
-        calls = ModelCalls(config, deadline)
+        calls = ModelCalls(config, self.timeout)
         update: Update = {**first, "turns": 1, "visits": {self.agent.name: 1}}
         model = self.ctx.model_for(self.agent)
         try:

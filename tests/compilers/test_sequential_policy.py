@@ -3,7 +3,6 @@ turn/time limits, step timeouts and retries, gates, budgets, stop conditions, ap
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -84,8 +83,7 @@ def test_step_timeout_is_retried_then_stops_the_run() -> None:
     assert model.calls == 2
     assert state["status"] == "stopped"
     assert "step 'a'" in state["stop_reason"]
-    # the reason names the time that was left of the step's budget (~0.05s), not the setting
-    assert re.search(r"no answer within 0\.0\d*s$", state["stop_reason"])
+    assert state["stop_reason"].endswith("no answer within the step timeout of 0.05s")
     assert state.get("outputs", {}) == {}
     assert state["errors"][0]["step"] == "a"
 
