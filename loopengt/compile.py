@@ -37,4 +37,6 @@ def compile_spec(
     module = importlib.import_module(f"loopengt.compilers.{spec.pattern}")
     builder: Graph = module.build(ctx)
     graph = builder.compile(checkpointer=checkpointer, store=store, name=spec.name)
-    return graph.with_config(recursion_limit=ctx.recursion_limit())
+    return graph.with_config(
+        recursion_limit=ctx.recursion_limit(), max_concurrency=ctx.max_concurrency()
+    )

@@ -15,6 +15,7 @@ from loopengt.spec.models import AgentRole, LoopSpec, StepSpec
 from loopengt.spec.roles import step_agent
 
 ModelsArg = BaseChatModel | Mapping[str, BaseChatModel] | None
+DEFAULT_MAX_CONCURRENCY = 16
 
 
 @dataclass
@@ -63,6 +64,14 @@ class CompileContext:
                 self.model_for(agent)
             except UserInputError as exc:
                 raise UserInputError(f"agent {agent.name!r}: {exc}") from None
+
+    def max_concurrency(self) -> int:
+        """Tasks LangGraph may run at once. Its default thread pool (CPUs + 4) would run
+        eight 200 ms branches in two waves on a 2-core machine; model calls wait on I/O, so
+        we allow more unless the spec sets a limit."""
+        if self.spec.fan_out is not None and self.spec.fan_out.max_concurrency:
+            return self.spec.fan_out.max_concurrency
+        return DEFAULT_MAX_CONCURRENCY
 
     def recursion_limit(self) -> int:
         """High enough that our own counters (turns, iterations, gate attempts) always stop

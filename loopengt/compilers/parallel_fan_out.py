@@ -9,7 +9,7 @@ Every mapped run writes ``mapped[MAP][index]`` (reducer ``merge_mapped``); ``MAP
 that into ``outputs[MAP]``, a list in input order whatever order the items finished in. The
 aggregator waits for every branch and the join. Other steps run in dependency order, as in
 the sequential pattern; a step nothing depends on ends the run (status ``completed``).
-``fan_out.max_concurrency`` becomes LangGraph's ``max_concurrency`` run config.
+``fan_out.max_concurrency`` becomes LangGraph's ``max_concurrency`` run config (compile.py).
 """
 
 from __future__ import annotations
@@ -52,21 +52,6 @@ def join_node(map_step: str) -> str:
 
 def dispatch_node(map_step: str) -> str:
     return f"{map_step}__dispatch"
-
-
-class FanOutGraph(StateGraph[Any, Any, Any, Any]):
-    """A StateGraph whose compiled graph carries LangGraph's ``max_concurrency`` run config,
-    so the limit holds for every invoke/stream of the graph compile_spec returns."""
-
-    def __init__(self, max_concurrency: int | None) -> None:
-        super().__init__(LoopState)
-        self.max_concurrency = max_concurrency
-
-    def compile(self, *args: Any, **kwargs: Any) -> Any:
-        compiled = super().compile(*args, **kwargs)
-        if self.max_concurrency is None:
-            return compiled
-        return compiled.with_config(max_concurrency=self.max_concurrency)
 
 
 def merge_update(state: dict[str, Any], update: Update) -> dict[str, Any]:
@@ -175,7 +160,7 @@ def effective_requires(spec: LoopSpec, roles: FanOutRoles) -> dict[str, list[str
 def build(ctx: CompileContext) -> Graph:
     spec = ctx.spec
     roles = fan_out_roles(spec)
-    graph = FanOutGraph(spec.fan_out.max_concurrency if spec.fan_out else None)
+    graph: Graph = StateGraph(LoopState)
     requires = effective_requires(spec, roles)
     has_dependants = {dep for deps in requires.values() for dep in deps}
     exits: dict[str, str] = {}
