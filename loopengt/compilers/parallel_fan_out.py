@@ -24,7 +24,7 @@ from langgraph.types import Send
 
 from loopengt.compilers.context import CompileContext
 from loopengt.compilers.nodes import StepNode, Update, noop, retry_policy, stop
-from loopengt.compilers.sequential import add_step
+from loopengt.compilers.sequential import add_step, wire
 from loopengt.compilers.state import (
     STATUS_COMPLETED,
     STATUS_FAILED,
@@ -189,10 +189,8 @@ def build(ctx: CompileContext) -> Graph:
                 graph.add_edge(deps, source)
             route = dispatcher(spec, step.name, roles.map_over)
             graph.add_conditional_edges(source, route, [step.name, join_node(step.name), END])
-        elif not deps:
-            graph.add_edge(START, step.name)
         else:
-            graph.add_edge(deps[0] if len(deps) == 1 else deps, step.name)
+            wire(graph, step.name, deps)
         if step.name not in has_dependants:
             graph.add_edge(exits[step.name], END)
     return graph

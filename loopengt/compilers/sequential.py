@@ -22,6 +22,15 @@ def add_step(graph: Graph, ctx: CompileContext, node: StepNode) -> str:
     return done
 
 
+def wire(graph: Graph, step: str, deps: list[str]) -> None:
+    """Edges into a step: from START, from its one dependency, or a waiting edge that fires
+    once every dependency has finished."""
+    if not deps:
+        graph.add_edge(START, step)
+    else:
+        graph.add_edge(deps[0] if len(deps) == 1 else deps, step)
+
+
 def build(ctx: CompileContext) -> Graph:
     graph = StateGraph(LoopState)
     steps = ctx.spec.steps
@@ -31,11 +40,7 @@ def build(ctx: CompileContext) -> Graph:
         sink = step.name not in has_dependants
         exits[step.name] = add_step(graph, ctx, StepNode(ctx, step, sink=sink))
     for step in steps:
-        deps = [exits[d] for d in step.requires]
-        if not deps:
-            graph.add_edge(START, step.name)
-        else:
-            graph.add_edge(deps[0] if len(deps) == 1 else deps, step.name)
+        wire(graph, step.name, [exits[d] for d in step.requires])
         if step.name not in has_dependants:
             graph.add_edge(exits[step.name], END)
     return graph

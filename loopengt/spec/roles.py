@@ -83,12 +83,17 @@ def fan_out_roles(spec: LoopSpec) -> FanOutRoles:
         mapped = [s for s in spec.steps if s.map_over]
         if mapped:
             map_step, map_over = mapped[0].name, mapped[0].map_over
+    declared_aggregator = block.aggregator if block else None
     if block is not None and block.branches:
         branches = tuple(block.branches)
     else:
-        branches = tuple(s.name for s in spec.steps if not s.requires and s.name != map_step)
+        branches = tuple(
+            s.name
+            for s in spec.steps
+            if not s.requires and s.name not in (map_step, declared_aggregator)
+        )
     parallel = set(branches) | ({map_step} if map_step else set())
-    aggregator = block.aggregator if block else None
+    aggregator = declared_aggregator
     if aggregator is None:
         joins = [s.name for s in spec.steps if parallel and parallel <= set(s.requires)]
         aggregator = joins[0] if joins else None
