@@ -129,3 +129,15 @@ def supersteps(graph: Any, payload: Any, config: Any = None) -> list[set[str]]:
         if event["type"] == "task":
             steps.setdefault(event["step"], set()).add(event["payload"]["name"])
     return [steps[k] for k in sorted(steps)]
+
+
+def run_streamed(graph: Any, payload: Any) -> tuple[list[str], dict[str, Any]]:
+    """(names of the nodes that ran, in order; the final state) of one streamed run."""
+    order: list[str] = []
+    state: dict[str, Any] = {}
+    for mode, chunk in graph.stream(payload, stream_mode=["updates", "values"]):
+        if mode == "updates":
+            order += list(chunk)
+        else:
+            state = chunk
+    return order, state

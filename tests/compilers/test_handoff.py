@@ -10,6 +10,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 
 from loopengt.compile import compile_spec
 from tests.compilers.helpers import RecordingFake, fake, spec_of
+from tests.compilers.helpers import run_streamed as run
 
 SEED = Path(__file__).resolve().parents[1] / "fixtures" / "seed-0.1.0.yaml"
 
@@ -45,17 +46,6 @@ def transfer(target: str, task: str, context: str = "", text: str = "") -> AIMes
 
 def add_call(a: int, b: int) -> AIMessage:
     return AIMessage(content="", tool_calls=[{"name": "add", "args": {"a": a, "b": b}, "id": "c1"}])
-
-
-def run(graph: Any, payload: Any) -> tuple[list[str], dict[str, Any]]:
-    order: list[str] = []
-    state: dict[str, Any] = {}
-    for mode, chunk in graph.stream(payload, stream_mode=["updates", "values"]):
-        if mode == "updates":
-            order += list(chunk)
-        else:
-            state = chunk
-    return order, state
 
 
 def desk(spec: str = DESK, **models: RecordingFake) -> Any:

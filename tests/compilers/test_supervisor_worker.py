@@ -11,6 +11,7 @@ from langchain_core.messages import HumanMessage
 
 from loopengt.compile import compile_spec
 from tests.compilers.helpers import RecordingFake, fake, spec_of
+from tests.compilers.helpers import run_streamed as run
 
 SEED = Path(__file__).resolve().parents[1] / "fixtures" / "seed-0.1.0.yaml"
 
@@ -41,18 +42,6 @@ TEAM = """
 
 def route(next_worker: str, task: str | None = None) -> str:
     return json.dumps({"next": next_worker, **({"task": task} if task else {})})
-
-
-def run(graph: Any, payload: Any) -> tuple[list[str], dict[str, Any]]:
-    """(names of the nodes that ran, in order; the final state) of one streamed run."""
-    order: list[str] = []
-    state: dict[str, Any] = {}
-    for mode, chunk in graph.stream(payload, stream_mode=["updates", "values"]):
-        if mode == "updates":
-            order += list(chunk)
-        else:
-            state = chunk
-    return order, state
 
 
 def team(boss: RecordingFake, spec: str = TEAM, **workers: RecordingFake) -> Any:
