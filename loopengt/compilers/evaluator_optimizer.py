@@ -32,6 +32,7 @@ from loopengt.compilers.nodes import StepNode, Update, retry_policy, stop
 from loopengt.compilers.sequential import add_step
 from loopengt.compilers.state import STATUS_COMPLETED, Graph, LoopState, add_node
 from loopengt.errors import UserInputError
+from loopengt.spec.checks import reachable
 from loopengt.spec.models import LoopSpec, StepSpec
 from loopengt.spec.roles import evaluator_roles
 from loopengt.templating import placeholders, render, resolve
@@ -143,18 +144,6 @@ class EvaluatorNode(StepNode):
         return update
 
 
-def reach(start: str, edges: dict[str, list[str]]) -> set[str]:
-    """Every node reachable from ``start`` (excluded) along ``edges``."""
-    seen: set[str] = set()
-    todo = list(edges.get(start, []))
-    while todo:
-        name = todo.pop()
-        if name not in seen:
-            seen.add(name)
-            todo.extend(edges.get(name, []))
-    return seen
-
-
 def router(evaluator: str, generator: str, on_pass: list[str], pass_score: float | None) -> Any:
     def route(state: LoopState) -> str | list[str]:
         if state.get("stop_reason"):
@@ -177,10 +166,10 @@ def build(ctx: CompileContext) -> Graph:
     for name, deps in requires.items():
         for dep in deps:
             dependants[dep].append(name)
-    prefix = reach(gen, requires)
+    prefix = reachable(gen, requires)
     if gen == ev or ev in prefix:
         raise UserInputError(f"evaluator_optimizer: the generator {gen!r} must run before {ev!r}")
-    body = {gen} | (reach(gen, dependants) & reach(ev, requires))
+    body = {gen} | (reachable(gen, dependants) & reachable(ev, requires))
     suffix = [s.name for s in spec.steps if s.name not in prefix | body | {ev}]
     suffix_deps = {name: [d for d in requires[name] if d in suffix] for name in suffix}
     suffix_sinks = {name for name in suffix if not any(name in suffix_deps[s] for s in suffix)}

@@ -9,8 +9,6 @@ conversations, unless ``handoff.share_history`` is true.
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,17 +22,20 @@ from langgraph.types import Command
 from pydantic import BaseModel, Field
 
 from loopengt.compilers.context import CompileContext, describe_agent
-from loopengt.compilers.gates import as_text
 from loopengt.compilers.nodes import (
     ModelCalls,
     Update,
-    is_transient,
+    attempt_or_raise,
+    context_parts,
+    failure,
     policy_halt,
     retry_policy,
+    run_tool,
+    started,
     stop,
     stop_condition,
 )
-from loopengt.compilers.state import STATUS_COMPLETED, STATUS_FAILED, Graph, LoopState, add_node
+from loopengt.compilers.state import STATUS_COMPLETED, Graph, LoopState, add_node
 from loopengt.spec.models import AgentRole, StepSpec
 from loopengt.spec.roles import handoff_entry, step_agent
 from loopengt.templating import placeholders, render
@@ -126,16 +127,6 @@ def run_agent(
     return outcome
 
 
-def run_tool(tool: BaseTool | None, call: Any, config: RunnableConfig) -> tuple[str, str]:
-    try:
-        if tool is None:
-            # also what a model gets for a transfer it was not offered
-            raise LookupError(f"unknown tool {call['name']!r}")
-        return as_text(tool.invoke(call["args"], config)), "success"
-    except Exception as exc:
-        return f"error: {type(exc).__name__}: {exc}", "error"
-
-
 class AgentNode:
     """One agent's turn: answer (ending the run) or hand off to another agent."""
 
@@ -168,9 +159,7 @@ class AgentNode:
             if task and "task" not in placeholders(step.prompt):
                 text += f"\n\nTask handed off to you:\n{task}"
             return text
-        parts = [f"Goal: {self.ctx.spec.goal}"]
-        if state.get("input"):
-            parts.append("Run input:\n" + json.dumps(state["input"], ensure_ascii=False))
+        parts = context_parts(self.ctx, state)
         if step is not None and step.description:
             parts.append(f"Your part: {step.description}")
         if task:
@@ -192,7 +181,7 @@ class AgentNode:
     def __call__(self, state: LoopState, config: RunnableConfig, runtime: Runtime) -> Command[Any]:
         if state.get("stop_reason"):
             return Command(goto=END)
-        first = {} if state.get("started_at") else {"started_at": time.time()}
+        first = started(state)
         halted = policy_halt(self.ctx, state)
         if halted:
             return Command(goto=END, update={**first, **halted})
@@ -211,12 +200,9 @@ class AgentNode:
                 self.agent.max_tool_calls,
             )
         except Exception as exc:
-            attempt = runtime.execution_info.node_attempt if runtime.execution_info else 1
-            if is_transient(exc) and attempt < self.ctx.spec.policy.retry.attempts:
-                raise  # LangGraph's RetryPolicy runs the node again after a backoff
+            attempt = attempt_or_raise(exc, self.ctx, runtime)
             reason = f"agent {self.agent.name!r} failed after {attempt} attempt(s): {exc}"
-            failed = {"errors": [{"step": self.agent.name, "error": reason}]}
-            failed.update(stop(f"error: {reason}", STATUS_FAILED))
+            failed = failure(self.agent.name, reason)
             return Command(goto=END, update={**update, **failed, "usage": calls.usage()})
         update["usage"] = calls.usage()
         update["messages"] = [prompt, *outcome.recorded]

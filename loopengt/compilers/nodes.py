@@ -19,7 +19,9 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
+from langchain_core.messages.tool import ToolCall
 from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy, interrupt
 
@@ -31,6 +33,7 @@ from loopengt.compilers.state import (
     STATUS_REJECTED,
     STATUS_STOPPED,
     LoopState,
+    add_numbers,
     new_usage,
 )
 from loopengt.compilers.structured import StructuredOutputError, structured_call
@@ -99,6 +102,33 @@ def call_with_timeout(
     return box["value"]  # type: ignore[no-any-return]  # set by target() when no error
 
 
+def started(state: LoopState) -> Update:
+    """The run's start time, written by whichever node runs first (for the total time limit)."""
+    return {} if state.get("started_at") else {"started_at": time.time()}
+
+
+def failure(name: str, reason: str, status: str = STATUS_FAILED) -> Update:
+    """The update of a node that cannot go on: the error is recorded and the run ends."""
+    return {"errors": [{"step": name, "error": reason}], **stop(f"error: {reason}", status)}
+
+
+def attempt_or_raise(exc: Exception, ctx: CompileContext, runtime: Runtime) -> int:
+    """Re-raise a transient error while attempts remain, so LangGraph's RetryPolicy runs the
+    node again after a backoff; else return how many attempts were made."""
+    attempt = runtime.execution_info.node_attempt if runtime.execution_info else 1
+    if is_transient(exc) and attempt < ctx.spec.policy.retry.attempts:
+        raise exc
+    return attempt
+
+
+def context_parts(ctx: CompileContext, state: LoopState) -> list[str]:
+    """What every agent is told first: the goal and the run input."""
+    parts = [f"Goal: {ctx.spec.goal}"]
+    if state.get("input"):
+        parts.append("Run input:\n" + json.dumps(state["input"], ensure_ascii=False, default=str))
+    return parts
+
+
 def usage_of(message: AIMessage) -> Update:
     meta = message.usage_metadata
     if meta is None:
@@ -126,18 +156,16 @@ class ModelCalls:
         return reply
 
     def usage(self) -> Update:
-        total: dict[str, float] = {}
+        total: Update = {}
         for reply in self.replies:
-            for key, value in usage_of(reply).items():
-                total[key] = total.get(key, 0) + value
+            total = add_numbers(total, usage_of(reply))
         return total
 
 
 def default_prompt(ctx: CompileContext, step: StepSpec, state: LoopState) -> str:
     """A prompt for a step that has none: the goal, its description and its inputs."""
-    parts = [f"Goal: {ctx.spec.goal}", f"Your task ({step.name}): {step.description or step.name}"]
-    if state.get("input"):
-        parts.append("Run input:\n" + json.dumps(state["input"], ensure_ascii=False, default=str))
+    parts = context_parts(ctx, state)
+    parts.insert(1, f"Your task ({step.name}): {step.description or step.name}")
     outputs = state.get("outputs") or {}
     for dep in step.requires:
         if dep in outputs:
@@ -220,7 +248,7 @@ class StepNode:
     def __call__(self, state: LoopState, config: RunnableConfig, runtime: Runtime) -> Update:
         if state.get("stop_reason"):
             return {}
-        first = {} if state.get("started_at") else {"started_at": time.time()}
+        first = started(state)
         halted = policy_halt(self.ctx, state) or self.approve()
         if halted:
             return {**first, **halted}
@@ -229,14 +257,12 @@ class StepNode:
         try:
             output, recorded = self.produce(calls, self.messages(state))
         except StructuredOutputError as exc:
-            return {**update, **self.failure(str(exc)), "usage": calls.usage()}
+            return {**update, **failure(self.step.name, str(exc)), "usage": calls.usage()}
         except Exception as exc:
-            attempt = runtime.execution_info.node_attempt if runtime.execution_info else 1
-            if is_transient(exc) and attempt < self.ctx.spec.policy.retry.attempts:
-                raise  # LangGraph's RetryPolicy runs the node again after a backoff
+            attempt = attempt_or_raise(exc, self.ctx, runtime)
             reason = f"step {self.step.name!r} failed after {attempt} attempt(s): {exc}"
             status = STATUS_STOPPED if isinstance(exc, StepTimeoutError) else STATUS_FAILED
-            return {**update, **self.failure(reason, status), "usage": calls.usage()}
+            return {**update, **failure(self.step.name, reason, status), "usage": calls.usage()}
         update["messages"] = [m for m in recorded if isinstance(m, BaseMessage)]
         gate_update, passed = self.check_gate(state, output, calls)
         update.update(gate_update)
@@ -247,19 +273,12 @@ class StepNode:
         if self.gate is not None and (state.get("feedback") or {}).get(self.step.name):
             update["feedback"] = {self.step.name: ""}
         halted = stop_condition(self.ctx, self.step.name, output)
-        halted = halted or budget_stop(self.ctx, add(state.get("usage") or {}, update["usage"]))
+        halted = halted or budget_stop(self.ctx, add_numbers(state.get("usage"), update["usage"]))
         if halted:
             update.update(halted)
         elif self.sink:
             update["status"] = STATUS_COMPLETED
         return update
-
-    def failure(self, reason: str, status: str = STATUS_FAILED) -> Update:
-        return {
-            "errors": [{"step": self.step.name, "error": reason}],
-            "stop_reason": f"error: {reason}",
-            "status": status,
-        }
 
     def check_gate(self, state: LoopState, output: Any, calls: ModelCalls) -> tuple[Update, bool]:
         """(state update, passed): a failed gate asks for another attempt or stops the run."""
@@ -303,10 +322,6 @@ def policy_halt(ctx: CompileContext, state: LoopState) -> Update | None:
     return budget_stop(ctx, state.get("usage") or {})
 
 
-def add(left: dict[str, float], right: dict[str, float]) -> dict[str, float]:
-    return {k: left.get(k, 0) + right.get(k, 0) for k in set(left) | set(right)}
-
-
 def budget_stop(ctx: CompileContext, usage: dict[str, float]) -> Update | None:
     budget = ctx.spec.policy.budget
     if budget.max_tokens is not None and usage.get("total_tokens", 0) >= budget.max_tokens:
@@ -345,7 +360,7 @@ def run_tool_loop(
     calls: ModelCalls,
     model: BaseChatModel,
     messages: list[BaseMessage],
-    tools: list[Any],
+    tools: list[BaseTool],
     max_rounds: int,
 ) -> tuple[str, list[BaseMessage]]:
     """Let the model call tools until it answers in text or runs out of rounds; a tool that
@@ -361,20 +376,24 @@ def run_tool_loop(
         if not reply.tool_calls:
             return str(reply.text), recorded
         for call in reply.tool_calls:
-            tool = by_name.get(call["name"])
-            try:
-                if tool is None:
-                    raise LookupError(f"unknown tool {call['name']!r}")
-                content = as_text(tool.invoke(call["args"], calls.config))
-                status = "success"
-            except Exception as exc:
-                content, status = f"error: {type(exc).__name__}: {exc}", "error"
+            content, status = run_tool(by_name.get(call["name"]), call, calls.config)
             result = ToolMessage(content, tool_call_id=call["id"] or "", status=status)
             recorded.append(result)
             conversation.append(result)
     final = calls(model, [*conversation, HumanMessage("Give your final answer now.")])
     recorded.append(final)
     return str(final.text), recorded
+
+
+def run_tool(tool: BaseTool | None, call: ToolCall, config: RunnableConfig) -> tuple[str, str]:
+    """(content, status) of one tool call; an error becomes text the model can act on."""
+    try:
+        if tool is None:
+            # also what a model gets for a tool (or transfer) it was not offered
+            raise LookupError(f"unknown tool {call['name']!r}")
+        return as_text(tool.invoke(call["args"], config)), "success"
+    except Exception as exc:
+        return f"error: {type(exc).__name__}: {exc}", "error"
 
 
 def passed_node(name: str) -> str:

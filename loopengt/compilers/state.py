@@ -25,14 +25,8 @@ def merge_dicts(left: dict[str, Any] | None, right: dict[str, Any] | None) -> di
     return {**left, **right}
 
 
-def add_counts(left: dict[str, int] | None, right: dict[str, int] | None) -> dict[str, int]:
-    out = dict(left or {})
-    for key, value in (right or {}).items():
-        out[key] = out.get(key, 0) + value
-    return out
-
-
-def add_usage(left: dict[str, float] | None, right: dict[str, float] | None) -> dict[str, float]:
+def add_numbers(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
+    """Key-wise sum: counters per step, token usage."""
     out = dict(left or {})
     for key, value in (right or {}).items():
         out[key] = out.get(key, 0) + value
@@ -74,13 +68,13 @@ class LoopState(TypedDict, total=False):
     outputs: Annotated[dict[str, Any], merge_dicts]
     mapped: Annotated[dict[str, dict[int, Any]], merge_mapped]
     turns: Annotated[int, operator.add]
-    visits: Annotated[dict[str, int], add_counts]
-    gate_attempts: Annotated[dict[str, int], add_counts]
+    visits: Annotated[dict[str, int], add_numbers]
+    gate_attempts: Annotated[dict[str, int], add_numbers]
     gates: Annotated[list[dict[str, Any]], operator.add]
     feedback: Annotated[dict[str, str], merge_dicts]
     verdicts: Annotated[dict[str, Any], merge_dicts]
     errors: Annotated[list[dict[str, Any]], operator.add]
-    usage: Annotated[dict[str, float], add_usage]
+    usage: Annotated[dict[str, float], add_numbers]
     stop_reason: Annotated[str | None, first_set]
     status: Annotated[str | None, gravest_status]
     started_at: Annotated[float | None, first_set]

@@ -9,8 +9,6 @@ from the agent's description; its output is stored under that step's name.
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,12 +24,15 @@ from loopengt.compilers.nodes import (
     ModelCalls,
     StepNode,
     Update,
-    is_transient,
+    attempt_or_raise,
+    context_parts,
+    failure,
     policy_halt,
     retry_policy,
+    started,
     stop,
 )
-from loopengt.compilers.state import STATUS_COMPLETED, STATUS_FAILED, Graph, LoopState, add_node
+from loopengt.compilers.state import STATUS_COMPLETED, Graph, LoopState, add_node
 from loopengt.compilers.structured import StructuredOutputError, structured_call
 from loopengt.spec.models import AgentRole, StepSpec
 from loopengt.spec.roles import step_agent, supervisor_roles
@@ -88,9 +89,7 @@ class SupervisorNode:
         return None
 
     def messages(self, state: LoopState) -> list[BaseMessage]:
-        parts = [f"Goal: {self.ctx.spec.goal}"]
-        if state.get("input"):
-            parts.append("Run input:\n" + json.dumps(state["input"], ensure_ascii=False))
+        parts = context_parts(self.ctx, state)
         lines = []
         for name, step in self.workers.items():
             agent = self.ctx.spec.agent(name)
@@ -118,7 +117,7 @@ class SupervisorNode:
     def __call__(self, state: LoopState, config: RunnableConfig, runtime: Runtime) -> Command[Any]:
         if state.get("stop_reason"):
             return Command(goto=END)
-        first = {} if state.get("started_at") else {"started_at": time.time()}
+        first = started(state)
         halted = policy_halt(self.ctx, state) or self.decisions_limit(state)
         if halted:
             return Command(goto=END, update={**first, **halted})
@@ -130,13 +129,11 @@ class SupervisorNode:
                 calls, model, self.messages(state), self.schema, what="supervisor routing"
             )
         except StructuredOutputError as exc:
-            failed = self.failure(str(exc))
+            failed = failure(self.agent.name, str(exc))
             return Command(goto=END, update={**update, **failed, "usage": calls.usage()})
         except Exception as exc:
-            attempt = runtime.execution_info.node_attempt if runtime.execution_info else 1
-            if is_transient(exc) and attempt < self.ctx.spec.policy.retry.attempts:
-                raise  # LangGraph's RetryPolicy runs the node again after a backoff
-            failed = self.failure(f"supervisor {self.agent.name!r} failed: {exc}")
+            attempt_or_raise(exc, self.ctx, runtime)
+            failed = failure(self.agent.name, f"supervisor {self.agent.name!r} failed: {exc}")
             return Command(goto=END, update={**update, **failed, "usage": calls.usage()})
         update["usage"] = calls.usage()
         target = decision["next"]
@@ -144,12 +141,6 @@ class SupervisorNode:
             return Command(goto=END, update={**update, "status": STATUS_COMPLETED})
         task = decision.get("task") or None
         return Command(goto=target, update={**update, "next_worker": target, "task": task})
-
-    def failure(self, reason: str) -> Update:
-        return {
-            "errors": [{"step": self.agent.name, "error": reason}],
-            **stop(f"error: {reason}", STATUS_FAILED),
-        }
 
 
 def other_results(step: StepSpec, steps: list[str]) -> Callable[[LoopState], str]:

@@ -8,7 +8,7 @@ Values of the wrong type are skipped here; the model validation reports them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from loopengt.spec.errors import Problem, did_you_mean
@@ -223,15 +223,7 @@ class _Checker:
         return graph
 
     def _upstream(self, step: str) -> set[str]:
-        graph = self._deps()
-        seen: set[str] = set()
-        todo = list(graph.get(step, []))
-        while todo:
-            name = todo.pop()
-            if name not in seen:
-                seen.add(name)
-                todo.extend(graph.get(name, []))
-        return seen
+        return reachable(step, self._deps())
 
     def check_cycles(self) -> None:
         graph = self._deps()
@@ -381,17 +373,20 @@ class _Checker:
             if source is not None:
                 named = {t for t in targets if isinstance(t, str)}
                 successors.setdefault(source, set()).update(named)
-        for start in successors:
-            seen: set[str] = set()
-            todo = list(successors[start])
-            while todo:
-                node = todo.pop()
-                if node == start:
-                    return True
-                if node not in seen:
-                    seen.add(node)
-                    todo.extend(successors.get(node, ()))
-        return False
+        return any(start in reachable(start, successors) for start in successors)
+
+
+def reachable(start: str, edges: Mapping[str, Iterable[str]]) -> set[str]:
+    """Every node reachable from ``start`` along ``edges`` (``start`` itself only through a
+    cycle)."""
+    seen: set[str] = set()
+    todo = list(edges.get(start, ()))
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(edges.get(name, ()))
+    return seen
 
 
 def check_references(data: dict[str, Any]) -> list[Problem]:

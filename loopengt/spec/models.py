@@ -19,7 +19,6 @@ PatternName = Literal[
     "evaluator_optimizer",
     "custom",
 ]
-PATTERNS: tuple[str, ...] = PatternName.__args__  # type: ignore[attr-defined]  # Literal exposes its values only through __args__
 
 Name = str  # agent, step and tool names: a plain identifier-like string, checked in checks.py
 
