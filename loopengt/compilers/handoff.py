@@ -27,6 +27,7 @@ from loopengt.compilers.nodes import (
     Update,
     attempt_or_raise,
     context_parts,
+    failed_after,
     failure,
     policy_halt,
     retry_policy,
@@ -201,7 +202,7 @@ class AgentNode:
             )
         except Exception as exc:
             attempt = attempt_or_raise(exc, self.ctx, runtime)
-            reason = f"agent {self.agent.name!r} failed after {attempt} attempt(s): {exc}"
+            reason = failed_after(f"agent {self.agent.name!r}", attempt, exc)
             failed = failure(self.agent.name, reason)
             return Command(goto=END, update={**update, **failed, "usage": calls.usage()})
         update["usage"] = calls.usage()

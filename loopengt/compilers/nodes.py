@@ -38,6 +38,8 @@ from loopengt.compilers.state import (
 )
 from loopengt.compilers.structured import StructuredOutputError, structured_call
 from loopengt.errors import LoopengtError
+from loopengt.model_errors import explain_model_error
+from loopengt.pricing import cost_usd
 from loopengt.spec.models import StepSpec
 from loopengt.templating import render
 
@@ -121,6 +123,10 @@ def attempt_or_raise(exc: Exception, ctx: CompileContext, runtime: Runtime) -> i
     return attempt
 
 
+def failed_after(what: str, attempt: int, exc: Exception) -> str:
+    return f"{what} failed after {attempt} attempt(s): {explain_model_error(exc)}"
+
+
 def context_parts(ctx: CompileContext, state: LoopState) -> list[str]:
     """What every agent is told first: the goal and the run input."""
     parts = [f"Goal: {ctx.spec.goal}"]
@@ -133,7 +139,9 @@ def usage_of(message: AIMessage) -> Update:
     meta = message.usage_metadata
     if meta is None:
         return new_usage(0, 0, 0.0)
-    return new_usage(meta.get("input_tokens", 0), meta.get("output_tokens", 0), 0.0)
+    tokens_in, tokens_out = meta.get("input_tokens", 0), meta.get("output_tokens", 0)
+    model = message.response_metadata.get("model_name")
+    return new_usage(tokens_in, tokens_out, cost_usd(model, tokens_in, tokens_out))
 
 
 class ModelCalls:
@@ -260,7 +268,7 @@ class StepNode:
             return {**update, **failure(self.step.name, str(exc)), "usage": calls.usage()}
         except Exception as exc:
             attempt = attempt_or_raise(exc, self.ctx, runtime)
-            reason = f"step {self.step.name!r} failed after {attempt} attempt(s): {exc}"
+            reason = failed_after(f"step {self.step.name!r}", attempt, exc)
             status = STATUS_STOPPED if isinstance(exc, StepTimeoutError) else STATUS_FAILED
             return {**update, **failure(self.step.name, reason, status), "usage": calls.usage()}
         update["messages"] = [m for m in recorded if isinstance(m, BaseMessage)]

@@ -26,6 +26,7 @@ from loopengt.compilers.nodes import (
     Update,
     attempt_or_raise,
     context_parts,
+    failed_after,
     failure,
     policy_halt,
     retry_policy,
@@ -132,8 +133,9 @@ class SupervisorNode:
             failed = failure(self.agent.name, str(exc))
             return Command(goto=END, update={**update, **failed, "usage": calls.usage()})
         except Exception as exc:
-            attempt_or_raise(exc, self.ctx, runtime)
-            failed = failure(self.agent.name, f"supervisor {self.agent.name!r} failed: {exc}")
+            attempt = attempt_or_raise(exc, self.ctx, runtime)
+            why = failed_after(f"supervisor {self.agent.name!r}", attempt, exc)
+            failed = failure(self.agent.name, why)
             return Command(goto=END, update={**update, **failed, "usage": calls.usage()})
         update["usage"] = calls.usage()
         target = decision["next"]
