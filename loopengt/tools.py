@@ -1,4 +1,5 @@
-"""Tools declared in a spec -> LangChain tools."""
+"""Tools declared in a spec -> LangChain tools: `function` here, `mcp` in
+:mod:`loopengt.mcp_tools`, `builtin` in :mod:`loopengt.builtin_tools`."""
 
 from __future__ import annotations
 
@@ -12,13 +13,35 @@ from loopengt.spec.models import ToolSpec
 
 
 def load_tools(specs: list[ToolSpec]) -> list[BaseTool]:
-    return [_load(spec) for spec in specs]
+    """The LangChain tools of some spec entries (an `mcp` entry gives all the tools of its
+    server that it includes)."""
+    tools: list[BaseTool] = []
+    for spec in specs:
+        tools += _load(spec)
+    seen: dict[str, int] = {}
+    for tool in tools:
+        seen[tool.name] = seen.get(tool.name, 0) + 1
+    clashes = [name for name, count in seen.items() if count > 1]
+    if clashes:
+        # the tool loop finds tools by name: two with one name would be ambiguous
+        raise UserInputError(
+            f"tools {', '.join(s.name for s in specs)}: more than one tool is named "
+            f"{', '.join(map(repr, clashes))}; narrow an mcp tool with 'include:'"
+        )
+    return tools
 
 
-def _load(spec: ToolSpec) -> BaseTool:
-    if spec.kind == "function":
-        return _function_tool(spec)
-    raise UserInputError(f"tool {spec.name!r}: {spec.kind} tools are not supported yet")
+def _load(spec: ToolSpec) -> list[BaseTool]:
+    if spec.kind == "mcp":
+        # imported here: most specs have no MCP tools, and the SDK takes a while to import
+        from loopengt.mcp_tools import mcp_tools
+
+        return mcp_tools(spec)
+    if spec.kind == "builtin":
+        from loopengt.builtin_tools import builtin_tool
+
+        return [builtin_tool(spec)]
+    return [_function_tool(spec)]
 
 
 def _function_tool(spec: ToolSpec) -> BaseTool:
