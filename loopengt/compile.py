@@ -21,6 +21,8 @@ def compile_spec(
     store: Any = None,
     models: ModelsArg = None,
     check_models: bool = True,
+    record: str | os.PathLike[str] | None = None,
+    replay: str | os.PathLike[str] | None = None,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile a LoopSpec onto a LangGraph ``StateGraph``.
 
@@ -29,9 +31,17 @@ def compile_spec(
     ``{"input": {...}}``; the final state holds ``outputs`` (per step), ``status``,
     ``stop_reason``, ``turns`` and ``usage``. With ``check_models`` (the default) a
     missing or misconfigured model fails here rather than at the first step.
+
+    ``record`` saves every model call to that YAML cassette; ``replay`` answers every call
+    from one, with no model resolved or called (``models`` is then unused).
     """
     spec = spec_or_path if isinstance(spec_or_path, LoopSpec) else load_spec(spec_or_path)
-    ctx = CompileContext(spec, models)
+    cassette = None
+    if record is not None or replay is not None:
+        from loopengt.cassette import open_cassette
+
+        cassette = open_cassette(spec.name, record, replay)
+    ctx = CompileContext(spec, models, cassette)
     if check_models:
         ctx.check_models()
     module = importlib.import_module(f"loopengt.compilers.{spec.pattern}")

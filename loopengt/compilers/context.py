@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
@@ -13,6 +13,9 @@ from langchain_core.tools import BaseTool
 from loopengt.errors import UserInputError
 from loopengt.spec.models import AgentRole, LoopSpec, StepSpec
 from loopengt.spec.roles import step_agent
+
+if TYPE_CHECKING:
+    from loopengt.cassette import Cassette
 
 ModelsArg = BaseChatModel | Mapping[str, BaseChatModel] | None
 DEFAULT_MAX_CONCURRENCY = 16
@@ -22,6 +25,7 @@ DEFAULT_MAX_CONCURRENCY = 16
 class CompileContext:
     spec: LoopSpec
     models: ModelsArg = None
+    cassette: Cassette | None = None  # record or replay every model call (loopengt.cassette)
     _model_cache: dict[str, BaseChatModel] = field(default_factory=dict)
     _tool_cache: dict[str, list[BaseTool]] = field(default_factory=dict)
 
@@ -32,8 +36,16 @@ class CompileContext:
         return self.spec.agent(step_agent(self.spec, step.name))
 
     def model_for(self, agent: AgentRole, step: StepSpec | None = None) -> BaseChatModel:
-        """The chat model for an agent (or one of its steps): injected models first, then the
-        step's/agent's `model:` string, then the spec defaults and configuration."""
+        """The chat model for an agent (or one of its steps). Replaying a cassette, one shared
+        replaying model that needs no model configured; recording, the model wrapped."""
+        if self.cassette is not None and self.cassette.replaying:
+            return self.cassette.model()
+        model = self._configured_model(agent, step)
+        return model if self.cassette is None else self.cassette.model(model)
+
+    def _configured_model(self, agent: AgentRole, step: StepSpec | None) -> BaseChatModel:
+        """Injected models first, then the step's/agent's `model:` string, then the spec
+        defaults and configuration."""
         if isinstance(self.models, BaseChatModel):
             return self.models
         if isinstance(self.models, Mapping) and agent.name in self.models:

@@ -33,7 +33,11 @@ class StructuredOutputError(LoopengtError):
 
 
 def supports_json_schema(model: BaseChatModel) -> bool:
-    """OpenAI-compatible clients (and our llama.cpp adapter) take `response_format`."""
+    """OpenAI-compatible clients (and our llama.cpp adapter) take `response_format`; a
+    wrapper (the cassette's recording and replaying models) says so in `json_schema_mode`."""
+    declared = getattr(model, "json_schema_mode", None)
+    if isinstance(declared, bool):
+        return declared
     return any(c.__name__ in ("BaseChatOpenAI", "ChatLocalLlama") for c in type(model).__mro__)
 
 
