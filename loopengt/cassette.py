@@ -206,8 +206,12 @@ class Cassette:
         self._replayer: ReplayingChatModel | None = None
 
     @classmethod
-    def record(cls, path: str | os.PathLike[str], spec: str) -> Cassette:
+    def record(cls, path: str | os.PathLike[str], spec: str, *, append: bool = False) -> Cassette:
+        """``append``: keep the calls already in the file (a resumed run goes on recording)."""
         path = Path(path)
+        if append and path.is_file():
+            existing = cls.load(path)
+            return cls(path, replaying=False, spec=spec, calls=existing.calls)
         # an unwritable path fails before the run starts; an existing cassette is kept until
         # the first call is recorded (a run that fails to start must not wipe it)
         try:
@@ -316,13 +320,17 @@ def _problem(doc: Any) -> str | None:
 
 
 def open_cassette(
-    spec: str, record: str | os.PathLike[str] | None, replay: str | os.PathLike[str] | None
+    spec: str,
+    record: str | os.PathLike[str] | Cassette | None,
+    replay: str | os.PathLike[str] | None,
 ) -> Cassette | None:
     """The cassette for ``compile_spec``'s ``record=`` / ``replay=`` (at most one of them)."""
     if record is not None and replay is not None:
         raise UserInputError("record and replay cannot be combined: choose one cassette")
     if replay is not None:
         return Cassette.load(replay)
+    if isinstance(record, Cassette):
+        return record
     return Cassette.record(record, spec) if record is not None else None
 
 

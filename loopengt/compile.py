@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langgraph.graph.state import CompiledStateGraph
 
@@ -12,6 +12,9 @@ from loopengt.compilers.context import CompileContext, ModelsArg
 from loopengt.compilers.state import Graph
 from loopengt.spec.loader import load_spec
 from loopengt.spec.models import LoopSpec
+
+if TYPE_CHECKING:
+    from loopengt.cassette import Cassette
 
 
 def compile_spec(
@@ -21,7 +24,7 @@ def compile_spec(
     store: Any = None,
     models: ModelsArg = None,
     check_models: bool = True,
-    record: str | os.PathLike[str] | None = None,
+    record: str | os.PathLike[str] | Cassette | None = None,
     replay: str | os.PathLike[str] | None = None,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile a LoopSpec onto a LangGraph ``StateGraph``.

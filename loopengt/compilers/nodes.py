@@ -272,7 +272,12 @@ class StepNode:
             status = STATUS_STOPPED if isinstance(exc, StepTimeoutError) else STATUS_FAILED
             return {**update, **failure(self.step.name, reason, status), "usage": calls.usage()}
         update["messages"] = [m for m in recorded if isinstance(m, BaseMessage)]
-        gate_update, passed = self.check_gate(state, output, calls)
+        try:
+            gate_update, passed = self.check_gate(state, output, calls)
+        except Exception as exc:  # an llm_judge's model call fails like the step's own
+            attempt = attempt_or_raise(exc, self.ctx, runtime)
+            reason = failed_after(f"gate on step {self.step.name!r}", attempt, exc)
+            return {**update, **failure(self.step.name, reason), "usage": calls.usage()}
         update.update(gate_update)
         update["usage"] = calls.usage()  # after the gate: a judge's calls count too
         if not passed:

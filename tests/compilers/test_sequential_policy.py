@@ -239,6 +239,23 @@ def test_llm_judge_gate_uses_the_judge_agent() -> None:
     assert state["usage"]["model_calls"] == 6  # 4 writer calls + 2 judge calls
 
 
+def test_llm_judge_model_failure_fails_the_run_cleanly() -> None:
+    gate = "{kind: llm_judge, criteria: Mentions owls., judge: judge}"
+    writer = fake("about owls", "b", "c")
+    judge = fake('{"pass": true}')
+    judge.raises = [ValueError("judge exploded")]
+    graph = compile_spec(spec_of(gated(gate)), models={"w": writer, "judge": judge})
+
+    state = graph.invoke({"input": {}})  # never raises out of invoke
+
+    assert state["status"] == "failed"
+    assert state["stop_reason"] == (
+        "error: gate on step 'a' failed after 1 attempt(s): judge exploded"
+    )
+    assert "a" not in state["outputs"]
+    assert writer.calls == 1
+
+
 def has_number(output: Any, *, step: str) -> tuple[bool, str]:
     """A verifier named by import path in the spec below."""
     ok = any(ch.isdigit() for ch in str(output))
