@@ -6,21 +6,60 @@ but print as long multi-line blobs; a run's stop reason needs one line a user ca
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from loopengt.errors import LoopengtError
 
+# top-level module of an exception class -> provider. langchain-openai (>= 1.x) re-raises the
+# SDK's errors as its own subclasses (`langchain_openai...OpenAIRateLimitError`), so the whole
+# MRO is searched; httpx errors come from the ollama client.
+_PROVIDER_MODULES = {
+    "openai": "openai",
+    "langchain_openai": "openai",
+    "anthropic": "anthropic",
+    "langchain_anthropic": "anthropic",
+    "ollama": "ollama",
+    "langchain_ollama": "ollama",
+    "httpx": "ollama",
+}
+DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
-def _provider(exc: BaseException) -> str:
-    module = type(exc).__module__.split(".")[0]
-    return {"openai": "openai", "anthropic": "anthropic", "httpx": "ollama"}.get(module, module)
+
+def _provider(exc: BaseException) -> str | None:
+    for cls in type(exc).__mro__:
+        provider = _PROVIDER_MODULES.get(cls.__module__.split(".")[0])
+        if provider:
+            return provider
+    return None
+
+
+def _key_env(provider: str) -> str | None:
+    """The variable the provider's key is read from (config `api_key_env`, else default)."""
+    from loopengt.models import provider_settings
+
+    try:
+        configured = provider_settings(provider).get("api_key_env")
+    except LoopengtError:  # an unreadable config must not hide the original error
+        configured = None
+    return str(configured) if configured else DEFAULT_KEY_ENV.get(provider)
+
+
+def _redact(text: str) -> str:
+    """Servers may echo the key they were sent; keys never appear in messages."""
+    for provider in DEFAULT_KEY_ENV:
+        name = _key_env(provider)
+        secret = os.environ.get(name) if name else None
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
 
 
 def _url(exc: BaseException) -> str | None:
-    request: Any = getattr(exc, "request", None)
     try:
+        request: Any = getattr(exc, "request", None)
         url = str(request.url) if request is not None else None
-    except RuntimeError:  # httpx raises when an error has no request attached
+    except RuntimeError:  # httpx's `.request` raises when an error has none attached
         return None
     if not url:
         return None
@@ -35,17 +74,22 @@ def explain_model_error(exc: BaseException) -> str:
     """A one-line reason for ``exc``; errors of our own keep their message."""
     if isinstance(exc, LoopengtError):
         return str(exc)
+    return _redact(_explain(exc))
+
+
+def _explain(exc: BaseException) -> str:
     provider = _provider(exc)
-    if provider not in ("openai", "anthropic", "ollama"):
+    if provider is None:
         return _first_line(exc)
     url = _url(exc)
     at = f" at {url}" if url else ""
     status = getattr(exc, "status_code", None)
     name = type(exc).__name__
-    if status == 401 or name == "AuthenticationError":
+    if status == 401 or name.endswith("AuthenticationError"):
+        key_env = _key_env(provider) or f"{provider.upper()}_API_KEY"
         return (
-            f"{provider}: the server{at} rejected the API key (401 unauthorized); check the "
-            f"key variable ([llm] api_key_env, default {provider.upper()}_API_KEY)"
+            f"{provider}: the server{at} rejected the API key (401 unauthorized); check "
+            f"{key_env} (the variable named by [llm] api_key_env)"
         )
     if status == 403:
         return f"{provider}: access denied{at} (403); the key lacks access to this model"
@@ -74,4 +118,6 @@ def explain_model_error(exc: BaseException) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    # the first line that says something: some messages start with a newline
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

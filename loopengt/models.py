@@ -90,16 +90,19 @@ def _chat_class(provider: str, module: str, cls: str) -> Any:
 
 
 def _api_key(provider: str, settings: dict[str, Any], default_env: str, local_ok: bool) -> str:
-    key_env = str(settings.get("api_key_env") or default_env)
+    named = settings.get("api_key_env")
+    key_env = str(named or default_env)
     api_key = os.environ.get(key_env)
     if api_key:
         return api_key
-    if local_ok:
-        return "unused"  # local OpenAI-compatible servers accept any key
+    if local_ok and not named:
+        # local OpenAI-compatible servers accept any key; a server whose key variable the
+        # config names wants that key, so a missing one is an error here, not a 401 later
+        return "unused"
     hint = ", or set [llm] base_url for a local OpenAI-compatible server"
     raise UserInputError(
         f"{provider}: {key_env} is not set; export it"
-        + (hint if provider == "openai" else "")
+        + (hint if provider == "openai" and not local_ok else "")
         + " (keys are read from the environment only)"
     )
 

@@ -10,9 +10,14 @@ self-hosted models cost nothing. `.loopengt/config.toml` overrides or extends it
 
 from __future__ import annotations
 
-from loopengt.config import config_section
+import re
 
-# (input, output) USD per 1M tokens, by model name without the provider prefix
+from loopengt.config import config_section
+from loopengt.errors import UserInputError
+
+# (input, output) USD per 1M tokens, by model name without the provider prefix. Replies name
+# the dated snapshot that answered ("gpt-4o-mini-2024-07-18", "claude-sonnet-4-20250514"),
+# which is priced like the name without its date; "-latest" and "-0" are aliases.
 KNOWN_PRICES: dict[str, tuple[float, float]] = {
     "gpt-4o": (2.50, 10.00),
     "gpt-4o-mini": (0.15, 0.60),
@@ -21,18 +26,30 @@ KNOWN_PRICES: dict[str, tuple[float, float]] = {
     "gpt-4.1-nano": (0.10, 0.40),
     "o3": (2.00, 8.00),
     "o4-mini": (1.10, 4.40),
-    "claude-3-5-haiku-latest": (0.80, 4.00),
-    "claude-3-7-sonnet-latest": (3.00, 15.00),
-    "claude-sonnet-4-0": (3.00, 15.00),
-    "claude-opus-4-0": (15.00, 75.00),
+    "claude-3-5-haiku": (0.80, 4.00),
+    "claude-3-7-sonnet": (3.00, 15.00),
+    "claude-sonnet-4": (3.00, 15.00),
+    "claude-opus-4": (15.00, 75.00),
 }
+
+# only a date (or an alias) may follow a known name: "o3-mini" and "o3-pro" are other
+# models at other prices, not snapshots of "o3"
+_SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest|0)$")
 
 
 def _configured() -> dict[str, tuple[float, float]]:
     prices: dict[str, tuple[float, float]] = {}
     for name, entry in config_section("prices").items():
-        if isinstance(entry, dict):
+        try:
+            if not isinstance(entry, dict) or set(entry) - {"input", "output"}:
+                raise TypeError(name)
             prices[name] = (float(entry.get("input", 0)), float(entry.get("output", 0)))
+        except (TypeError, ValueError):
+            raise UserInputError(
+                f".loopengt/config.toml: [prices.{name}] must hold numbers `input` and "
+                f"`output` (USD per 1M tokens); quote names with dots: "
+                '[prices."gpt-4.1"]'
+            ) from None
     return prices
 
 
@@ -41,13 +58,12 @@ def price_of(model: str | None) -> tuple[float, float] | None:
     if not model:
         return None
     bare = model.split(":", 1)[1] if ":" in model else model
+    family = _SNAPSHOT.sub("", bare)
     for table in (_configured(), KNOWN_PRICES):
-        for key in (model, bare):
+        for key in (model, bare, family):
             if key in table:
                 return table[key]
-    # dated snapshots ("gpt-4o-mini-2024-07-18") are priced like their family
-    family = max((k for k in KNOWN_PRICES if bare.startswith(k + "-")), key=len, default=None)
-    return KNOWN_PRICES[family] if family else None
+    return None
 
 
 def cost_usd(model: str | None, input_tokens: int, output_tokens: int) -> float:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from langchain_core.exceptions import ModelConnectionError, ModelRateLimitError, ModelTimeoutError
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
     AIMessage,
@@ -50,6 +51,18 @@ class StepTimeoutError(TimeoutError):
     """A step's model call ran past step_timeout_seconds (retried per policy)."""
 
 
+# ConnectionError and TimeoutError include StepTimeoutError; the Model* classes are what
+# LangChain integrations (e.g. langchain-openai 1.x) raise for connection, timeout and 429
+TRANSIENT = (
+    ConnectionError,
+    TimeoutError,
+    ModelConnectionError,
+    ModelTimeoutError,
+    ModelRateLimitError,
+)
+TRANSIENT_NAMES = ("APIConnectionError", "APITimeoutError", "ConnectError", "TimeoutException")
+
+
 def stop(reason: str, status: str = STATUS_STOPPED) -> Update:
     return {"stop_reason": reason, "status": status}
 
@@ -68,14 +81,15 @@ def retry_policy(ctx: CompileContext) -> RetryPolicy:
 
 def is_transient(exc: Exception) -> bool:
     """Errors worth another attempt: timeouts, connection problems, 429 and 5xx."""
-    if isinstance(exc, StepTimeoutError | ConnectionError):
+    if isinstance(exc, TRANSIENT):
         return True
     if isinstance(exc, LoopengtError):
         return False
     status = getattr(exc, "status_code", None)
     if isinstance(status, int):
         return status == 429 or status >= 500
-    return type(exc).__name__ in ("APIConnectionError", "APITimeoutError", "Timeout")
+    # provider SDKs without the langchain-core classes (httpx, anthropic, openai directly)
+    return any(c.__name__ in TRANSIENT_NAMES for c in type(exc).__mro__)
 
 
 def call_with_timeout(
