@@ -1,0 +1,192 @@
+"""The trace's event schema and the pure helpers around it: redaction, truncation, reading a
+`.jsonl` (also a half-written one), and the summary `runs/<run_id>.json` is made of.
+
+Every event is a flat JSON object::
+
+    {"ts": <epoch seconds>, "kind": ..., "run_id": ..., "session": <1-based>,
+     "step": <node name or null>, "agent": <agent, when known>, ...fields of its kind}
+
+    run_start   spec, input, resumed                  (written by the run engine)
+    run_end     status, stop_reason, duration_s (this session), usage, outputs
+    step_start  step_id, attempt (LangGraph retry attempt of the task), superstep
+    step_end    step_id, status (ok | error | interrupted), duration_s, error?
+    model_call  step_id, model, provider, messages [{role, content, tool_calls?}], response,
+                tool_calls [{name, args, id}], input_tokens, output_tokens, cost_usd,
+                latency_s, response_model?, error?
+    tool_call   step_id, name, args, result | error, latency_s
+    gate        step_id, gate_step, gate_kind, passed, reason, attempt
+    retry       step_id (of the new attempt), cause (error | gate), attempt, reason
+    interrupt   step_id, interrupt_id, payload (e.g. {type: approval, step, message})
+    error       step_id?, error
+    stop        step_id, reason, status
+
+A session is one process working on the run (the first `run`, then each `resume`/`approve`).
+A call event is written when the call ends; ``ts - latency_s`` is when it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+RUN_START = "run_start"
+RUN_END = "run_end"
+STEP_START = "step_start"
+STEP_END = "step_end"
+MODEL_CALL = "model_call"
+TOOL_CALL = "tool_call"
+GATE = "gate"
+RETRY = "retry"
+INTERRUPT = "interrupt"
+ERROR = "error"
+STOP = "stop"
+
+Event = dict[str, Any]
+Trace = dict[str, Any]
+
+# environment variables whose values never reach a trace file
+SECRET_NAME = re.compile(r"(_KEY|_TOKEN|_SECRET|_PASSWORD)$", re.IGNORECASE)
+# shorter values are not secrets worth hiding, and would blank out ordinary words
+MIN_SECRET_LENGTH = 6
+REDACTED = "[redacted]"
+
+
+def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
+    env = os.environ if environ is None else environ
+    values = {v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= MIN_SECRET_LENGTH}
+    return sorted(values, key=len, reverse=True)  # longest first: a key containing another
+
+
+def redact(value: Any, secrets: list[str]) -> Any:
+    """``value`` (any JSON-like structure) with every secret replaced in every string."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, Mapping):
+        return {redact(k, secrets): redact(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v, secrets) for v in value]
+    return value
+
+
+def truncate(text: str, max_chars: int | None) -> str:
+    if max_chars is None or max_chars <= 0 or len(text) <= max_chars:
+        return text
+    return f"{text[:max_chars]}… [{len(text) - max_chars} more chars]"
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types (objects the json module cannot write become text)."""
+    return json.loads(json.dumps(value, default=_fallback, ensure_ascii=False))
+
+
+def _fallback(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        try:
+            return value.model_dump(mode="json")
+        except Exception:  # a model that cannot dump itself is still shown as text
+            return str(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    return str(value)
+
+
+def dumps_line(event: Event) -> str:
+    return json.dumps(event, ensure_ascii=False, default=_fallback) + "\n"
+
+
+def read_events(path: Path) -> list[Event]:
+    """Events of a `.jsonl`; a line cut short by a kill (or not JSON at all) is skipped."""
+    events: list[Event] = []
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(event, dict) and "kind" in event:
+                events.append(event)
+    return events
+
+
+def usage_of(events: Iterable[Event]) -> dict[str, float]:
+    """Token and cost totals of the model calls among ``events``."""
+    total = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "cost_usd": 0.0}
+    calls = 0
+    for event in events:
+        if event.get("kind") != MODEL_CALL:
+            continue
+        calls += 1
+        tokens_in, tokens_out = event.get("input_tokens") or 0, event.get("output_tokens") or 0
+        total["input_tokens"] += tokens_in
+        total["output_tokens"] += tokens_out
+        total["total_tokens"] += tokens_in + tokens_out
+        total["cost_usd"] += event.get("cost_usd") or 0.0
+    return {**total, "model_calls": calls}
+
+
+def sessions(events: list[Event]) -> list[list[Event]]:
+    """``events`` split at each `run_start` (one list per process that worked on the run)."""
+    out: list[list[Event]] = []
+    for event in events:
+        if event.get("kind") == RUN_START or not out:
+            out.append([])
+        out[-1].append(event)
+    return out
+
+
+def summarize(
+    events: list[Event],
+    *,
+    run_id: str | None = None,
+    spec: str | None = None,
+    status: str | None = None,
+    stop_reason: str | None = None,
+    outputs: Any = None,
+    usage: Mapping[str, Any] | None = None,
+) -> Trace:
+    """The trace document: run facts plus every event. Values not given are taken from the
+    events: the last `run_end`, else the run is still going (or was killed) — "running".
+
+    ``duration_s`` adds up the sessions (time spent waiting for an approval between two
+    sessions is not counted); ``started``/``ended`` are the first and last event's times.
+    """
+    starts = [e for e in events if e.get("kind") == RUN_START]
+    ends = [e for e in events if e.get("kind") == RUN_END]
+    last = sessions(events)[-1] if events else []
+    end = next((e for e in reversed(last) if e.get("kind") == RUN_END), None)
+    if run_id is None:
+        run_id = next((e["run_id"] for e in events if e.get("run_id")), None)
+    if spec is None:
+        spec = next((e["spec"] for e in starts if e.get("spec")), None)
+    if status is None:
+        status = end.get("status") if end else "running"
+    if stop_reason is None and end is not None:
+        stop_reason = end.get("stop_reason")
+    if outputs is None and end is not None:
+        outputs = end.get("outputs")
+    if usage is None:
+        usage = (end or {}).get("usage") or usage_of(events)
+    duration = sum(s[-1]["ts"] - s[0]["ts"] for s in sessions(events) if s)
+    return {
+        "run_id": run_id,
+        "spec": spec,
+        "status": status,
+        "stop_reason": stop_reason,
+        "started": events[0]["ts"] if events else None,
+        "ended": events[-1]["ts"] if events and end is not None else None,
+        "duration_s": round(duration, 6),
+        "sessions": max(len(starts), 1 if events else 0),
+        "complete": bool(ends) and end is not None,
+        "usage": dict(usage),
+        "outputs": outputs,
+        "events": events,
+    }
