@@ -1,0 +1,212 @@
+"""`loopengt run`, `resume`, `approve`, `reject`: thin over loopengt.runs.engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from loopengt.cli.output import console, err_console
+from loopengt.errors import UserInputError
+
+CHECKPOINTER_HELP = "SQLite file or postgresql:// URL (default: .loopengt/loopengt.db)."
+
+
+def parse_inputs(pairs: list[str], input_file: str | None) -> dict[str, Any]:
+    """`--input-file` (JSON or YAML mapping) overlaid by `--input KEY=VALUE` pairs; a value
+    that parses as JSON (numbers, lists, true) is taken as such, else as text."""
+    inputs: dict[str, Any] = {}
+    if input_file:
+        inputs.update(_read_input_file(Path(input_file)))
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserInputError(f"--input {pair!r}: expected KEY=VALUE")
+        try:
+            inputs[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            inputs[key.strip()] = value
+    return inputs
+
+
+def _read_input_file(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserInputError(f"--input-file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise UserInputError(f"--input-file {path}: not JSON or YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise UserInputError(f"--input-file {path}: expected a mapping of input names to values")
+    return data
+
+
+def node_agents(spec_text: str) -> dict[str, str]:
+    from loopengt.spec.loader import load_spec_text
+    from loopengt.tracing import node_agents as agents_of
+
+    return agents_of(load_spec_text(spec_text))
+
+
+def run(
+    file: str = typer.Argument(..., help="LoopSpec YAML file."),
+    input: list[str] = typer.Option([], "--input", "-i", help="Run input KEY=VALUE (repeatable)."),
+    input_file: str | None = typer.Option(None, "--input-file", help="JSON/YAML file of inputs."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model for every agent."),
+    run_id: str | None = typer.Option(None, "--run-id", help="Run id (default: generated)."),
+    checkpointer: str | None = typer.Option(None, "--checkpointer", help=CHECKPOINTER_HELP),
+    record: str | None = typer.Option(None, "--record", help="Save model calls to a cassette."),
+    replay: str | None = typer.Option(None, "--replay", help="Answer model calls from a cassette."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Run a loop, checkpointing every step so it can be resumed."""
+    from loopengt.runs.engine import RunOptions, start_run
+
+    if record and replay:
+        raise UserInputError("--record and --replay cannot be used together")
+    inputs = parse_inputs(input, input_file)
+    options = RunOptions(model=model, record=record, replay=replay, checkpointer=checkpointer)
+    spec_text = Path(file).read_text(encoding="utf-8") if Path(file).is_file() else ""
+    _show(
+        lambda sink, stream: start_run(
+            file, inputs=inputs, run_id=run_id, options=options, on_event=sink, stream_text=stream
+        ),
+        spec_text,
+        as_json,
+    )
+
+
+def resume(
+    run_id: str = typer.Argument(..., help="The run to continue."),
+    checkpointer: str | None = typer.Option(None, "--checkpointer", help=CHECKPOINTER_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Continue an interrupted, killed or failed run from its last checkpoint."""
+    from loopengt.runs.engine import resume_run
+
+    _show(
+        lambda sink, stream: resume_run(
+            run_id, checkpointer=checkpointer, on_event=sink, stream_text=stream
+        ),
+        _spec_text(run_id, checkpointer),
+        as_json,
+    )
+
+
+def approve(
+    run_id: str = typer.Argument(..., help="The run waiting for approval."),
+    comment: str = typer.Option("", "--comment", "-c", help="A note kept with the answer."),
+    checkpointer: str | None = typer.Option(None, "--checkpointer", help=CHECKPOINTER_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Approve the step a run is waiting on and continue the run."""
+    _answer(run_id, True, comment, checkpointer, as_json)
+
+
+def reject(
+    run_id: str = typer.Argument(..., help="The run waiting for approval."),
+    comment: str = typer.Option("", "--comment", "-c", help="Why it was rejected."),
+    checkpointer: str | None = typer.Option(None, "--checkpointer", help=CHECKPOINTER_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Reject the step a run is waiting on; the run ends as rejected."""
+    _answer(run_id, False, comment, checkpointer, as_json)
+
+
+def _answer(
+    run_id: str, approved: bool, comment: str, checkpointer: str | None, as_json: bool
+) -> None:
+    from loopengt.runs.engine import answer_approval
+
+    _show(
+        lambda sink, stream: answer_approval(
+            run_id,
+            approved=approved,
+            comment=comment,
+            checkpointer=checkpointer,
+            on_event=sink,
+            stream_text=stream,
+        ),
+        _spec_text(run_id, checkpointer),
+        as_json,
+    )
+
+
+def _spec_text(run_id: str, checkpointer: str | None) -> str:
+    from loopengt.runs.storage import open_storage
+
+    with open_storage(checkpointer) as storage:
+        record = storage.index.get(run_id)
+    return record.spec_text if record else ""
+
+
+def _show(start: Any, spec_text: str, as_json: bool) -> None:
+    from loopengt.cli.progress import RunProgress
+
+    agents = node_agents(spec_text) if spec_text else {}
+    with RunProgress(agents) as progress:
+        result = start(progress, progress.live_mode)
+    if as_json:
+        console.out(json.dumps(_result_json(result), ensure_ascii=False, default=str))
+    else:
+        _summary(result)
+    raise typer.Exit(result.exit_code)
+
+
+def _result_json(result: Any) -> dict[str, Any]:
+    return {
+        "run_id": result.run_id,
+        "status": result.status,
+        "stop_reason": result.stop_reason,
+        "outputs": result.outputs,
+        "usage": result.usage,
+        "trace_path": result.trace_path,
+        "pending_approval": result.pending,
+        "duration_s": round(result.duration_s, 3),
+    }
+
+
+def preview(output: Any, limit: int = 500) -> str:
+    text = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+STATUS_STYLE = {"completed": "green", "waiting_approval": "yellow", "interrupted": "yellow"}
+
+
+def _summary(result: Any) -> None:
+    style = STATUS_STYLE.get(result.status, "red")
+    console.print(f"[bold]run[/] {result.run_id}  [{style}]{result.status}[/]", highlight=False)
+    if result.stop_reason:
+        console.print(f"stop reason: {result.stop_reason}", markup=False)
+    for step, output in result.outputs.items():
+        console.print(f"[bold]{step}[/]: ", end="", highlight=False)
+        console.print(preview(output), markup=False)
+    usage = result.usage
+    console.print(
+        f"tokens: {int(usage.get('total_tokens', 0))} "
+        f"(in {int(usage.get('input_tokens', 0))}, out {int(usage.get('output_tokens', 0))})"
+        f" · cost: ${usage.get('cost_usd', 0.0):.4f} · {result.duration_s:.1f}s",
+        highlight=False,
+    )
+    console.print(f"trace: {result.trace_path}  (`loopengt trace {result.run_id}`)", markup=False)
+    if result.pending is not None:
+        message = result.pending.get("message") or "approval needed"
+        err_console.print(f"[yellow]waiting for approval:[/] {message}", highlight=False)
+        err_console.print(
+            f"approve: loopengt approve {result.run_id} [--comment TEXT]\n"
+            f"reject:  loopengt reject {result.run_id} [--comment TEXT]",
+            markup=False,
+        )
+    elif result.status == "failed":
+        err_console.print(f"retry the failed step: loopengt resume {result.run_id}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (run, resume, approve, reject):
+        app.command()(command)

@@ -1,0 +1,168 @@
+"""The run index: one row per run, in the same database as the checkpoints.
+
+SQLite (`.loopengt/loopengt.db`) by default, PostgreSQL when the checkpointer is; the SQL is
+shared and only the parameter style differs. Rows are written with short transactions so
+many `loopengt run` processes can share one SQLite file.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+STATUS_WAITING = "waiting_approval"
+STATUS_INTERRUPTED = "interrupted"
+
+COLUMNS = (
+    "run_id",
+    "spec_name",
+    "spec_path",
+    "spec_text",
+    "status",
+    "stop_reason",
+    "steps_done",
+    "tokens",
+    "cost_usd",
+    "started_at",
+    "ended_at",
+    "host",
+    "pid",
+    "trace_path",
+    "options",
+)
+
+CREATE = """
+CREATE TABLE IF NOT EXISTS loopengt_runs (
+    run_id TEXT PRIMARY KEY,
+    spec_name TEXT NOT NULL,
+    spec_path TEXT NOT NULL,
+    spec_text TEXT NOT NULL,
+    status TEXT NOT NULL,
+    stop_reason TEXT,
+    steps_done INTEGER NOT NULL DEFAULT 0,
+    tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+    started_at DOUBLE PRECISION NOT NULL,
+    ended_at DOUBLE PRECISION,
+    host TEXT NOT NULL DEFAULT '',
+    pid INTEGER NOT NULL DEFAULT 0,
+    trace_path TEXT,
+    options TEXT NOT NULL DEFAULT '{}'
+)
+"""
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    spec_name: str
+    spec_path: str
+    spec_text: str
+    status: str
+    stop_reason: str | None = None
+    steps_done: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+    started_at: float = field(default_factory=time.time)
+    ended_at: float | None = None
+    host: str = ""
+    pid: int = 0
+    trace_path: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.ended_at is None else self.ended_at - self.started_at
+
+    def summary(self) -> dict[str, Any]:
+        """What `loopengt runs --json` prints: everything but the spec text."""
+        out = asdict(self)
+        del out["spec_text"]
+        out["duration_s"] = self.duration_s
+        return out
+
+
+class RunIndex:
+    """Rows of ``loopengt_runs`` over a DB-API connection (sqlite3 or psycopg)."""
+
+    def __init__(self, conn: Any, *, postgres: bool, lock: Any = None) -> None:
+        self.conn = conn
+        self.postgres = postgres
+        # the checkpointer's lock: it shares this connection from LangGraph's worker threads
+        self.lock = lock or threading.Lock()
+        self._write(CREATE)
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.postgres else sql
+
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        """Run one write; returns how many rows it changed."""
+        with self.lock:
+            return self._write_locked(sql, params)
+
+    def _write_locked(self, sql: str, params: tuple[Any, ...]) -> int:
+        if self.postgres:  # psycopg connections here run in autocommit mode
+            return int(self.conn.execute(self._sql(sql), params).rowcount)
+        # BEGIN IMMEDIATE takes the write lock up front, so concurrent writers wait on the
+        # busy timeout instead of failing with "database is locked" on lock upgrade
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            changed = int(self.conn.execute(sql, params).rowcount)
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+        return changed
+
+    def insert(self, record: RunRecord) -> None:
+        values = tuple(_db_value(getattr(record, c)) for c in COLUMNS)
+        marks = ", ".join("?" for _ in COLUMNS)
+        self._write(f"INSERT INTO loopengt_runs ({', '.join(COLUMNS)}) VALUES ({marks})", values)
+
+    def update(self, run_id: str, **fields: Any) -> None:
+        unknown = set(fields) - set(COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown run index columns: {sorted(unknown)}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        values = tuple(_db_value(v) for v in fields.values())
+        self._write(f"UPDATE loopengt_runs SET {assignments} WHERE run_id = ?", (*values, run_id))
+
+    def claim(self, run_id: str, seen: dict[str, Any], **fields: Any) -> bool:
+        """Update the row only if it still holds the ``seen`` values (compare-and-set), so of
+        two processes resuming or answering one run, only one goes on. Whether it did."""
+        unknown = (set(fields) | set(seen)) - set(COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown run index columns: {sorted(unknown)}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        conditions = "".join(f" AND {name} = ?" for name in seen)
+        values = tuple(_db_value(v) for v in (*fields.values(), run_id, *seen.values()))
+        sql = f"UPDATE loopengt_runs SET {assignments} WHERE run_id = ?{conditions}"
+        return self._write(sql, values) == 1
+
+    def get(self, run_id: str) -> RunRecord | None:
+        rows = self._select("WHERE run_id = ?", (run_id,))
+        return rows[0] if rows else None
+
+    def runs(self, status: str | None = None, limit: int | None = None) -> list[RunRecord]:
+        where, params = ("WHERE status = ?", (status,)) if status else ("", ())
+        tail = f" LIMIT {int(limit)}" if limit else ""
+        return self._select(f"{where} ORDER BY started_at DESC{tail}", params)
+
+    def _select(self, clause: str, params: tuple[Any, ...]) -> list[RunRecord]:
+        sql = self._sql(f"SELECT {', '.join(COLUMNS)} FROM loopengt_runs {clause}")
+        with self.lock:
+            rows = self.conn.execute(sql, params).fetchall()
+        return [_record(row) for row in rows]
+
+
+def _db_value(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, dict) else value
+
+
+def _record(row: Any) -> RunRecord:
+    values = dict(row) if isinstance(row, dict) else dict(zip(COLUMNS, row, strict=True))
+    values["options"] = json.loads(values.get("options") or "{}")
+    return RunRecord(**values)

@@ -1,0 +1,139 @@
+"""Where runs live: a LangGraph checkpointer plus the run index, in one database.
+
+Default: SQLite at `.loopengt/loopengt.db` (WAL, long busy timeout, so concurrent
+`loopengt run` processes share it). A `postgresql://` URL — from `--checkpointer` or
+`[storage] checkpointer` in config — uses langgraph-checkpoint-postgres, so any machine
+that reaches the server can resume any run.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loopengt.config import config_section
+from loopengt.errors import LoopengtError, UserInputError
+from loopengt.project import STATE_DIR
+from loopengt.runs.index import RunIndex
+
+DB_FILE = "loopengt.db"
+BUSY_TIMEOUT_SECONDS = 120
+CONNECT_TIMEOUT_SECONDS = 10
+# a pg_advisory_lock key of our own ("loop"), held while creating the schema
+SCHEMA_LOCK_KEY = 0x6C6F6F70
+SCHEMA_LOCK_TIMEOUT_SECONDS = 120
+
+
+@dataclass
+class Storage:
+    checkpointer: Any
+    index: RunIndex
+    url: str
+
+
+def storage_url(explicit: str | None, root: Path) -> str:
+    url = explicit or config_section("storage", root).get("checkpointer")
+    if url:
+        return str(url)
+    return str(root / STATE_DIR / DB_FILE)
+
+
+@contextmanager
+def open_storage(explicit: str | None = None, root: Path | str = ".") -> Iterator[Storage]:
+    root = Path(root)
+    url = storage_url(explicit, root)
+    if url.startswith(("postgresql://", "postgres://")):
+        with _postgres(url) as storage:
+            yield storage
+        return
+    if "://" in url:
+        raise UserInputError(f"checkpointer {url!r}: use a SQLite file path or a postgresql:// URL")
+    with _sqlite(Path(url)) as storage:
+        yield storage
+
+
+@contextmanager
+def _sqlite(path: Path) -> Iterator[Storage]:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: we open our own transactions; SqliteSaver commits its own
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False, isolation_level=None
+    )
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        saver = SqliteSaver(conn)
+        saver.setup()
+        yield Storage(saver, RunIndex(conn, postgres=False, lock=saver.lock), str(path))
+    finally:
+        conn.close()
+
+
+@contextmanager
+def _postgres(url: str) -> Iterator[Storage]:
+    try:
+        import psycopg
+        from langgraph.checkpoint.postgres import PostgresSaver
+        from psycopg.rows import dict_row
+    except ImportError:
+        raise UserInputError(
+            "a postgresql:// checkpointer needs langgraph-checkpoint-postgres: "
+            "pip install 'loopengt[postgres]'"
+        ) from None
+    # libpq waits forever (psycopg: 130 s) for a host that drops packets; a URL or
+    # PGCONNECT_TIMEOUT that sets its own timeout wins
+    own_timeout = "connect_timeout" in url or os.environ.get("PGCONNECT_TIMEOUT")
+    timeout = None if own_timeout else CONNECT_TIMEOUT_SECONDS
+    try:
+        conn = psycopg.connect(
+            url, autocommit=True, prepare_threshold=0, row_factory=dict_row, connect_timeout=timeout
+        )
+    except psycopg.Error as exc:  # also ProgrammingError: a bad option in the URL
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection failed"
+        raise UserInputError(f"checkpointer: cannot connect to PostgreSQL: {first}") from None
+    try:
+        with _schema_lock(conn):
+            saver = PostgresSaver(conn)
+            saver.setup()
+            index = RunIndex(conn, postgres=True, lock=saver.lock)
+        yield Storage(saver, index, _without_password(url))
+    finally:
+        conn.close()
+
+
+@contextmanager
+def _schema_lock(conn: Any) -> Iterator[None]:
+    """Create the schema one process at a time: processes that meet an empty database at
+    once would race on the same tables (UniqueViolation on pg_type, checkpoint_migrations).
+
+    Polled with pg_try_advisory_lock: a session blocked in pg_advisory_lock holds a snapshot,
+    and the saver's CREATE INDEX CONCURRENTLY waits for every snapshot -> deadlock."""
+    deadline = time.monotonic() + SCHEMA_LOCK_TIMEOUT_SECONDS
+    locked = "SELECT pg_try_advisory_lock(%s) AS locked"
+    while not conn.execute(locked, (SCHEMA_LOCK_KEY,)).fetchone()["locked"]:
+        if time.monotonic() > deadline:
+            raise LoopengtError("checkpointer: timed out waiting for the PostgreSQL schema lock")
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
+
+
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host  # IPv6 literals keep their brackets
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
