@@ -46,10 +46,15 @@ def _read_input_file(path: Path) -> dict[str, Any]:
 
 
 def node_agents(spec_text: str) -> dict[str, str]:
+    from loopengt.errors import LoopengtError
     from loopengt.spec.loader import load_spec_text
     from loopengt.tracing import node_agents as agents_of
 
-    return agents_of(load_spec_text(spec_text))
+    try:
+        spec = load_spec_text(spec_text)
+    except LoopengtError:
+        return {}  # the engine reports a bad spec, naming its file (this would say <spec>)
+    return agents_of(spec)
 
 
 def run(
