@@ -8,30 +8,27 @@ they made, are never repeated. The CLI, tests and the MCP server all call these 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loopengt.config import config_section
 from loopengt.errors import (
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_RUN_FAILED,
-    LoopengtError,
     UserInputError,
 )
-from loopengt.project import STATE_DIR
 from loopengt.runs.index import STATUS_INTERRUPTED, STATUS_WAITING, RunRecord
+from loopengt.runs.session import EventSink, RunResult, drive, thread_config
 from loopengt.runs.storage import Storage, open_storage
 from loopengt.spec.loader import load_spec_text, read_spec_file
 from loopengt.spec.models import LoopSpec
 
-EventSink = Callable[[str, dict[str, Any]], None]
+# a run id names files (`.loopengt/runs/<id>.json`): no separators, no leading dot
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 ENDED = ("completed", "stopped", "rejected")
 
 
@@ -43,32 +40,6 @@ class RunOptions:
     record: str | None = None
     replay: str | None = None
     checkpointer: str | None = None
-
-
-@dataclass
-class RunResult:
-    run_id: str
-    status: str
-    stop_reason: str | None
-    outputs: dict[str, Any] = field(default_factory=dict)
-    usage: dict[str, float] = field(default_factory=dict)
-    trace_path: str | None = None
-    pending: dict[str, Any] | None = None  # the approval a waiting run asks for
-    duration_s: float = 0.0
-
-    @property
-    def exit_code(self) -> int:
-        if self.status in ("completed", STATUS_WAITING):
-            return EXIT_OK
-        if self.status == STATUS_INTERRUPTED:
-            return EXIT_INTERRUPTED
-        return EXIT_RUN_FAILED
-
-
-class RunInterrupted(LoopengtError):
-    """Ctrl-C: the run is checkpointed and can be resumed."""
-
-    exit_code = EXIT_INTERRUPTED
 
 
 def new_run_id(spec: LoopSpec) -> str:
@@ -115,6 +86,10 @@ def start_run(
     spec = load_spec_text(text, filename=str(path))
     run_input = prepare_inputs(spec, inputs or {})
     run_id = run_id or new_run_id(spec)
+    if not RUN_ID.fullmatch(run_id):
+        raise UserInputError(
+            f"run id {run_id!r}: use letters, digits, '.', '_' and '-' (at most 128)"
+        )
     with open_storage(options.checkpointer, root) as storage:
         graph = _compile(spec, storage, options)  # bad models fail before a run is indexed
         if storage.index.get(run_id) is not None:
@@ -131,7 +106,7 @@ def start_run(
             options={**vars(options), "checkpointer": None, "inputs": run_input},
         )
         storage.index.insert(record)
-        return _drive(
+        return drive(
             graph, spec, storage, record, {"input": run_input}, root, on_event, stream_text
         )
 
@@ -161,13 +136,13 @@ def resume_run(
             raise UserInputError(
                 f"run {run_id!r} already ended ({record.status}); nothing to resume"
             )
-        config = _config(run_id)
+        config = thread_config(run_id)
         if record.status == "failed":
             # the failed attempt reached the end of the graph; go back to the checkpoint
             # before the failing step and run it again from there
             config = _before_failure(graph, config) or config
         _mark_running(storage, record, seen)
-        return _drive(graph, spec, storage, record, None, root, on_event, stream_text, config)
+        return drive(graph, spec, storage, record, None, root, on_event, stream_text, config)
 
 
 def answer_approval(
@@ -191,11 +166,11 @@ def answer_approval(
         value = {"approved": approved, "comment": comment}
         # parallel steps can wait at once; LangGraph then needs to know which one this
         # answers: the first, as `RunResult.pending` showed it (the others keep waiting)
-        pending = getattr(graph.get_state(_config(run_id)), "interrupts", ()) or ()
+        pending = getattr(graph.get_state(thread_config(run_id)), "interrupts", ()) or ()
         resume = {pending[0].id: value} if pending else value
         _mark_running(storage, record, {"status": record.status, "pid": record.pid})
         answer: Command[Any] = Command(resume=resume)
-        return _drive(graph, spec, storage, record, answer, root, on_event, stream_text)
+        return drive(graph, spec, storage, record, answer, root, on_event, stream_text)
 
 
 def get_run(
@@ -203,7 +178,7 @@ def get_run(
 ) -> tuple[RunRecord, dict[str, Any]]:
     """A run's index row and its latest checkpointed state (for `loopengt runs show`)."""
     with _existing(run_id, checkpointer, root, check_models=False) as (_, record, _s, graph):
-        return _effective(record), dict(graph.get_state(_config(run_id)).values)
+        return _effective(record), dict(graph.get_state(thread_config(run_id)).values)
 
 
 def list_runs(
@@ -261,10 +236,6 @@ def _existing(
         yield storage, record, spec, graph
 
 
-def _config(run_id: str) -> dict[str, Any]:
-    return {"configurable": {"thread_id": run_id}}
-
-
 def _before_failure(graph: Any, config: dict[str, Any]) -> dict[str, Any] | None:
     for snapshot in graph.get_state_history(config):
         if snapshot.next and not snapshot.values.get("stop_reason"):
@@ -301,122 +272,3 @@ def _effective(record: RunRecord) -> RunRecord:
         except PermissionError:
             pass
     return record
-
-
-def _drive(
-    graph: Any,
-    spec: LoopSpec,
-    storage: Storage,
-    record: RunRecord,
-    graph_input: Any,
-    root: Path | str,
-    on_event: EventSink | None,
-    stream_text: bool,
-    config: dict[str, Any] | None = None,
-) -> RunResult:
-    from loopengt.tracing import TraceRecorder, node_agents
-
-    emit = on_event or (lambda kind, data: None)
-    runs_dir = Path(root).resolve() / STATE_DIR / "runs"
-    max_chars = int(config_section("trace", root).get("max_text_chars", 4000))
-    recorder = TraceRecorder(
-        record.run_id,
-        runs_dir=runs_dir,
-        spec_name=spec.name,
-        max_chars=max_chars,
-        agents=node_agents(spec),
-    )
-    resumed = graph_input is None or not isinstance(graph_input, dict)
-    recorder.event("run_start", spec=spec.name, input=record.options.get("inputs"), resumed=resumed)
-    config = {**(config or _config(record.run_id)), "callbacks": [recorder]}
-    config["metadata"] = {"loopengt_run_id": record.run_id, "loopengt_spec": spec.name}
-    started = time.monotonic()
-    modes = ["updates", "tasks", *(["messages"] if stream_text else [])]
-    try:
-        for mode, chunk in graph.stream(graph_input, config, stream_mode=modes):
-            _dispatch(mode, chunk, recorder, emit)
-    except KeyboardInterrupt:
-        _finish(graph, storage, record, recorder, started, STATUS_INTERRUPTED)
-        raise RunInterrupted(
-            f"run {record.run_id} interrupted; continue it with `loopengt resume {record.run_id}`"
-        ) from None
-    except Exception as exc:
-        from loopengt.model_errors import explain_model_error
-
-        reason = f"error: {explain_model_error(exc)}"
-        _finish(graph, storage, record, recorder, started, "failed", reason)
-        raise LoopengtError(f"run {record.run_id} failed: {reason}") from exc
-    finally:
-        from loopengt.mcp_tools import close_all
-
-        close_all()
-    result = _finish(graph, storage, record, recorder, started)
-    emit("run_end", {"result": result})
-    return result
-
-
-def _dispatch(mode: str, chunk: Any, recorder: Any, emit: EventSink) -> None:
-    if mode == "updates":
-        for node, update in chunk.items():
-            recorder.state_update(node, update)
-            emit("update", {"node": node, "update": update})
-    elif mode == "tasks":
-        if "result" not in chunk and "error" not in chunk:
-            emit("step_start", {"node": chunk.get("name")})
-        else:
-            # a step that stops the run (failure, rejection) returns normally: say so
-            result = chunk.get("result")
-            stopped = result.get("stop_reason") if isinstance(result, dict) else None
-            data = {"node": chunk.get("name"), "error": chunk.get("error") or stopped}
-            emit("step_end", {**data, "waiting": bool(chunk.get("interrupts"))})
-    elif mode == "messages":
-        message, metadata = chunk
-        text = getattr(message, "text", "")
-        text = text() if callable(text) else text
-        if text:
-            emit("text", {"node": metadata.get("langgraph_node"), "text": text})
-
-
-def _finish(
-    graph: Any,
-    storage: Storage,
-    record: RunRecord,
-    recorder: Any,
-    started: float,
-    status: str | None = None,
-    reason: str | None = None,
-) -> RunResult:
-    snapshot = graph.get_state(_config(record.run_id))
-    values = dict(snapshot.values or {})
-    pending = None
-    if status is None:
-        interrupts = getattr(snapshot, "interrupts", ()) or ()
-        if interrupts:
-            status, pending = STATUS_WAITING, dict(interrupts[0].value)
-        else:
-            status = values.get("status") or ("running" if snapshot.next else "completed")
-    reason = reason or values.get("stop_reason")
-    outputs = values.get("outputs") or {}
-    usage = values.get("usage") or {}
-    trace_path = recorder.finish(status=status, stop_reason=reason, outputs=outputs, usage=usage)
-    ended = time.time()
-    storage.index.update(
-        record.run_id,
-        status=status,
-        stop_reason=reason,
-        steps_done=len(outputs),
-        tokens=int(usage.get("total_tokens", 0)),
-        cost_usd=float(usage.get("cost_usd", 0.0)),
-        ended_at=None if status == STATUS_WAITING else ended,
-        trace_path=str(trace_path),
-    )
-    return RunResult(
-        run_id=record.run_id,
-        status=status,
-        stop_reason=reason,
-        outputs=outputs,
-        usage=usage,
-        trace_path=str(trace_path),
-        pending=pending,
-        duration_s=time.monotonic() - started,
-    )

@@ -1,0 +1,69 @@
+"""Issue 5, Done-when: 20 `loopengt run` processes started at once on one `.loopengt/` all
+complete; the run index lists 20 runs with intact traces, and SQLite never reports
+"database is locked"."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.runs.helpers import finish, make_project, run_list, start_loopengt, write_spec
+from tests.support.openai_server import ScriptedOpenAIServer, echo_responder
+
+RUNS = 20
+
+TWO_STEPS = """
+    name: many
+    goal: Greet a number, then confirm it.
+    inputs:
+      n: {description: Which run this is.}
+    agents:
+      - {name: worker, instructions: You answer briefly.}
+    steps:
+      - {name: greet, prompt: "hello {{input.n}}"}
+      - {name: confirm, prompt: "confirm {{greet}}", depends_on: [greet]}
+"""
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedOpenAIServer]:
+    with ScriptedOpenAIServer(responder=echo_responder) as srv:
+        yield srv
+
+
+def test_twenty_runs_at_once_share_one_database(
+    tmp_path: Path, server: ScriptedOpenAIServer
+) -> None:
+    project = make_project(tmp_path, server.base_url)
+    spec = write_spec(project, "many.yaml", TWO_STEPS)
+    procs = {
+        f"c{i:02d}": start_loopengt(project, "run", spec, "--run-id", f"c{i:02d}", "-i", f"n={i}")
+        for i in range(RUNS)
+    }
+    finished = {run_id: (proc, *finish(proc, timeout=120)) for run_id, proc in procs.items()}
+
+    for run_id, (proc, stdout, stderr) in finished.items():
+        assert "database is locked" not in stderr + stdout, f"{run_id}: {stderr}"
+        assert proc.returncode == 0, f"{run_id}: {stderr}"
+        assert f"run {run_id}  completed" in stdout
+    assert server.request_count == 2 * RUNS
+    assert server.errors == []
+
+    listed = run_list(project)
+    assert sorted(r["run_id"] for r in listed) == sorted(procs)
+    assert {r["status"] for r in listed} == {"completed"}
+    assert {r["steps_done"] for r in listed} == {2}
+
+    for i, run_id in enumerate(sorted(procs)):
+        trace_file = project / ".loopengt" / "runs" / f"{run_id}.json"
+        trace = json.loads(trace_file.read_text())
+        assert trace["run_id"] == run_id
+        assert trace["status"] == "completed"
+        # no run saw another's state: each output echoes its own input
+        assert trace["outputs"] == {
+            "greet": f"echo: hello {i}",
+            "confirm": f"echo: confirm echo: hello {i}",
+        }
