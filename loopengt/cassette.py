@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -31,13 +30,9 @@ from pydantic import ConfigDict, Field
 
 from loopengt.compilers.structured import supports_json_schema
 from loopengt.errors import LoopengtError, UserInputError
+from loopengt.redaction import redact
 
 VERSION = 1
-REDACTED = "[redacted]"
-SECRET_ENV_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET", "_PASSWORD")
-# provider keys (sk-..., sk-proj-..., sk-ant-...: long and with digits) and bearer tokens
-_SK_KEY = re.compile(r"\bsk-(?=[A-Za-z_-]*\d)[A-Za-z0-9_-]{16,}")
-_BEARER = re.compile(r"\b(Bearer\s+)[A-Za-z0-9._~+/=-]{7,}[A-Za-z0-9_~+/=-]")  # not a final "."
 _ROLES = {"system": "system", "human": "user", "ai": "assistant", "tool": "tool"}
 Json = dict[str, Any]
 
@@ -48,29 +43,6 @@ Json = dict[str, Any]
 def jsonable(value: Any) -> Any:
     """Plain JSON data, so that what is compared in memory equals what YAML gives back."""
     return json.loads(json.dumps(value, default=str, ensure_ascii=False))
-
-
-def secrets() -> list[str]:
-    values = {
-        value
-        for name, value in os.environ.items()
-        if name.upper().endswith(SECRET_ENV_SUFFIXES) and len(value) >= 8
-    }
-    return sorted(values, key=len, reverse=True)  # a key containing another goes first
-
-
-def redact(value: Any, known: Sequence[str] | None = None) -> Any:
-    """``value`` with every secret string replaced by "[redacted]"."""
-    known = secrets() if known is None else known
-    if isinstance(value, str):
-        for secret in known:
-            value = value.replace(secret, REDACTED)
-        return _BEARER.sub(rf"\g<1>{REDACTED}", _SK_KEY.sub(REDACTED, value))
-    if isinstance(value, dict):
-        return {k: redact(v, known) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, known) for v in value]
-    return value
 
 
 def tool_call_record(call: Any) -> Json:

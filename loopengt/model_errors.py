@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from loopengt.errors import LoopengtError
+from loopengt.redaction import redact, secret_values
 
 # top-level module of an exception class -> provider. langchain-openai (>= 1.x) re-raises the
 # SDK's errors as its own subclasses (`langchain_openai...OpenAIRateLimitError`), so the whole
@@ -46,13 +47,15 @@ def _key_env(provider: str) -> str | None:
 
 
 def _redact(text: str) -> str:
-    """Servers may echo the key they were sent; keys never appear in messages."""
+    """Servers may echo the key they were sent; keys never appear in messages. The key
+    variables a config names need not look like credentials, so they count too."""
+    known = set(secret_values())
     for provider in DEFAULT_KEY_ENV:
         name = _key_env(provider)
         secret = os.environ.get(name) if name else None
         if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
+            known.add(secret)
+    return str(redact(text, sorted(known, key=len, reverse=True)))
 
 
 def _url(exc: BaseException) -> str | None:

@@ -16,9 +16,10 @@ import yaml
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 import loopengt.models
-from loopengt.cassette import REDACTED, difference, redact
+from loopengt.cassette import difference
 from loopengt.compile import compile_spec
 from loopengt.errors import UserInputError
+from loopengt.redaction import REDACTED, redact
 from tests.compilers.helpers import RecordingFake, fake, node_order, spec_of, with_usage
 
 SEQ = """

@@ -138,7 +138,7 @@ def test_a_server_echoing_the_key_in_another_error(monkeypatch: pytest.MonkeyPat
         url, state = server.base_url, run_against(server.base_url)
     reason = reason_of(state)
     assert f"openai: request refused at {url} (400)" in reason
-    assert "bad request from ***" in reason and SECRET not in str(state)
+    assert "bad request from [redacted]" in reason and SECRET not in str(state)
 
 
 def test_unreachable_base_url_says_cannot_reach_it() -> None:
@@ -223,4 +223,4 @@ def test_keys_are_redacted_from_any_explanation(monkeypatch: pytest.MonkeyPatch)
     write_config('[llm.openai]\napi_key_env = "TEAM_KEY"\n')
     for message in (f"sent {SECRET}-anthropic", "sent team-secret-value"):
         explained = explain_model_error(ValueError(message))
-        assert explained == "sent ***"
+        assert explained == "sent [redacted]"

@@ -1,4 +1,4 @@
-"""The trace's event schema and the pure helpers around it: redaction, truncation, reading a
+"""The trace's event schema and the pure helpers around it: truncation, reading a
 `.jsonl` (also a half-written one), and the summary `runs/<run_id>.json` is made of.
 
 Every event is a flat JSON object::
@@ -27,8 +27,6 @@ A call event is written when the call ends; ``ts - latency_s`` is when it starte
 from __future__ import annotations
 
 import json
-import os
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -47,34 +45,6 @@ STOP = "stop"
 
 Event = dict[str, Any]
 Trace = dict[str, Any]
-
-# environment variables whose values never reach a trace file
-SECRET_NAME = re.compile(r"(_KEY|_TOKEN|_SECRET|_PASSWORD)$", re.IGNORECASE)
-# shorter values are not secrets worth hiding, and would blank out ordinary words
-MIN_SECRET_LENGTH = 6
-REDACTED = "[redacted]"
-
-
-def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
-    env = os.environ if environ is None else environ
-    values = {v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= MIN_SECRET_LENGTH}
-    return sorted(values, key=len, reverse=True)  # longest first: a key containing another
-
-
-def redact(value: Any, secrets: list[str]) -> Any:
-    """``value`` (any JSON-like structure) with every secret replaced in every string."""
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        for secret in secrets:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-        return value
-    if isinstance(value, Mapping):
-        return {redact(k, secrets): redact(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact(v, secrets) for v in value]
-    return value
 
 
 def truncate(text: str, max_chars: int | None) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from loopengt.redaction import redact, secret_values
 from loopengt.tracing.callbacks import GraphCallbacks
 from loopengt.tracing.events import (
     ERROR,
@@ -28,8 +29,6 @@ from loopengt.tracing.events import (
     dumps_line,
     jsonable,
     read_events,
-    redact,
-    secret_values,
     summarize,
 )
 
