@@ -14,7 +14,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from loopengt.builtin_tools import MAX_FILE_BYTES, MAX_HTTP_BYTES, builtin_tool
-from loopengt.compilers.nodes import run_tool
+from loopengt.compilers.tool_loop import run_tool
 from loopengt.errors import UserInputError
 from loopengt.spec.models import ToolSpec
 from loopengt.tools import load_tools

@@ -20,7 +20,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from loopengt import mcp_tools
 from loopengt.compilers.context import CompileContext
-from loopengt.compilers.nodes import run_tool
+from loopengt.compilers.tool_loop import run_tool
 from loopengt.errors import UserInputError
 from loopengt.spec import load_spec_text
 from loopengt.spec.models import ToolSpec

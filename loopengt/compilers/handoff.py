@@ -31,12 +31,12 @@ from loopengt.compilers.nodes import (
     failure,
     policy_halt,
     retry_policy,
-    run_tool,
     started,
     stop,
     stop_condition,
 )
 from loopengt.compilers.state import STATUS_COMPLETED, Graph, LoopState, add_node
+from loopengt.compilers.tool_loop import run_tool
 from loopengt.spec.models import AgentRole, StepSpec
 from loopengt.spec.roles import handoff_entry, step_agent
 from loopengt.templating import placeholders, render
