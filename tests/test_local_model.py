@@ -373,3 +373,26 @@ def test_three_step_spec_runs_on_the_local_model() -> None:
     assert state["turns"] == 3
     assert state["usage"]["total_tokens"] > 0
     assert state["usage"]["input_tokens"] > 0 and state["usage"]["output_tokens"] > 0
+
+
+def test_an_agent_with_tools_on_the_local_model_fails_at_compile_time() -> None:
+    from loopengt import compile_spec
+    from loopengt.errors import UserInputError
+    from loopengt.spec import load_spec_text
+
+    spec = load_spec_text(
+        """
+name: tools-on-local
+goal: Add numbers.
+defaults: {model: local}
+agents:
+  - name: calc
+    tools: [add]
+tools:
+  - {name: add, kind: function, function: "tests.compilers.helpers:add"}
+steps:
+  - {name: total, agent: calc, prompt: "Add 2 and 3."}
+"""
+    )
+    with pytest.raises(UserInputError, match=r"agent 'calc' has tools, but the local model"):
+        compile_spec(spec)

@@ -73,9 +73,14 @@ class CompileContext:
         """Resolve every agent's model up front so a missing model fails at compile time."""
         for agent in self.spec.agents:
             try:
-                self.model_for(agent)
+                model = self.model_for(agent)
             except UserInputError as exc:
                 raise UserInputError(f"agent {agent.name!r}: {exc}") from None
+            if agent.tools and type(model).__name__ == "ChatLocalLlama":
+                raise UserInputError(
+                    f"agent {agent.name!r} has tools, but the local model cannot call tools; "
+                    "give it an openai:, anthropic: or ollama: model"
+                )
 
     def max_concurrency(self) -> int:
         """Tasks LangGraph may run at once. Its default thread pool (CPUs + 4) would run
