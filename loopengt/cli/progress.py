@@ -51,7 +51,11 @@ class RunProgress:
             usage = (update.get("usage") if isinstance(update, dict) else None) or {}
             self.tokens += int(usage.get("total_tokens", 0))
         elif kind == "step_end" and node in self.step_started:
-            self._finished(node, data.get("error"), bool(data.get("waiting")))
+            if data.get("skipped"):
+                del self.step_started[node]
+                self.text.pop(node, None)
+            else:
+                self._finished(node, data.get("error"), bool(data.get("waiting")))
         if self.live is not None:
             self.live.update(self._render())
 

@@ -134,7 +134,10 @@ def _dispatch(mode: str, chunk: Any, recorder: Any, emit: EventSink) -> None:
             result = chunk.get("result")
             stopped = result.get("stop_reason") if isinstance(result, dict) else None
             data = {"node": chunk.get("name"), "error": chunk.get("error") or stopped}
-            emit("step_end", {**data, "waiting": bool(chunk.get("interrupts"))})
+            waiting = bool(chunk.get("interrupts"))
+            # a node reached after the run stopped writes nothing: it did not run a step
+            skipped = not result and not data["error"] and not waiting
+            emit("step_end", {**data, "waiting": waiting, "skipped": skipped})
     elif mode == "messages":
         message, metadata = chunk
         text = getattr(message, "text", "")
