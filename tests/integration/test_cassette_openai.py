@@ -5,52 +5,20 @@ and usage, zero HTTP requests. A changed spec gives the mismatch error naming th
 from __future__ import annotations
 
 import socket
-import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
-from langchain_openai import ChatOpenAI
 
 from loopengt.compile import compile_spec
 from loopengt.spec import load_spec_text
+from tests.integration.clients import chat_model
+from tests.integration.test_sequential_openai import SPEC as OWL_REPORT
 from tests.support.openai_server import JsonReply, Reply, ScriptedOpenAIServer, ToolCallReply
 
-SPEC = textwrap.dedent("""
-    name: owl-report
-    goal: Report how many owls were counted.
-    inputs:
-      site: {description: Where the owls were counted.}
-    defaults: {model: "openai:test-model"}
-    tools:
-      - name: add
-        kind: function
-        function: "tests.compilers.helpers:add"
-        description: Add two integers.
-    agents:
-      - {name: planner, instructions: You plan reports.}
-      - {name: counter, instructions: You count with tools., tools: [add]}
-      - {name: writer, instructions: You write one sentence.}
-    steps:
-      - name: plan
-        agent: planner
-        prompt: "Plan a report for {{input.site}}."
-        output_schema:
-          type: object
-          properties:
-            title: {type: string, maxLength: 80}
-            sightings: {type: array, items: {type: integer}}
-          required: [title, sightings]
-      - name: total
-        agent: counter
-        depends_on: [plan]
-        prompt: "Add up {{plan.sightings}} with the add tool."
-      - name: report
-        agent: writer
-        depends_on: [plan, total]
-        prompt: "Write '{{plan.title}}' saying: {{total}}"
-    policy: {max_turns: 6}
-""")
+# the owl report of test_sequential_openai, its model named in the spec: replay must not
+# need that model configured
+SPEC = OWL_REPORT.replace("inputs:", 'defaults: {model: "openai:test-model"}\ninputs:', 1)
 INPUT = {"input": {"site": "Elm Wood"}}
 
 
@@ -78,10 +46,9 @@ def test_record_stop_the_server_and_replay_with_no_model(
         "Owls at Elm Wood: 5 owls were counted.",
     ]
     with ScriptedOpenAIServer(replies) as server:
-        model = ChatOpenAI(
-            api_key="test", base_url=server.base_url, model="test-model", max_retries=0
-        )
-        recorded = compile_spec(load_spec_text(SPEC), models=model, record=path).invoke(INPUT)
+        recorded = compile_spec(
+            load_spec_text(SPEC), models=chat_model(server), record=path
+        ).invoke(INPUT)
         assert server.errors == []
         port = server.port
     requests_at_stop = server.request_count

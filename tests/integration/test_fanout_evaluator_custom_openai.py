@@ -8,11 +8,10 @@ import re
 import textwrap
 from typing import Any
 
-from langchain_openai import ChatOpenAI
-
 from loopengt.compile import compile_spec
 from loopengt.compilers.evaluator_optimizer import VERDICT_SCHEMA
 from loopengt.spec import load_spec_text
+from tests.integration.clients import chat_model
 from tests.support.openai_server import (
     Delayed,
     JsonReply,
@@ -20,10 +19,6 @@ from tests.support.openai_server import (
     ScriptedOpenAIServer,
     last_user_text,
 )
-
-
-def chat_model(server: ScriptedOpenAIServer) -> ChatOpenAI:
-    return ChatOpenAI(api_key="test", base_url=server.base_url, model="test-model", max_retries=0)
 
 
 def spec(text: str) -> Any:

@@ -7,10 +7,9 @@ import json
 import textwrap
 from typing import Any
 
-from langchain_openai import ChatOpenAI
-
 from loopengt.compile import compile_spec
 from loopengt.spec import load_spec_text
+from tests.integration.clients import chat_model
 from tests.support.openai_server import (
     ErrorReply,
     JsonReply,
@@ -53,15 +52,6 @@ SPEC = textwrap.dedent("""
         prompt: "Write '{{plan.title}}' saying: {{total}}"
     policy: {max_turns: 6}
 """)
-
-
-def chat_model(server: ScriptedOpenAIServer) -> ChatOpenAI:
-    return ChatOpenAI(
-        api_key="test",
-        base_url=server.base_url,
-        model="test-model",
-        max_retries=0,
-    )
 
 
 def roles(request: dict[str, Any]) -> list[str]:

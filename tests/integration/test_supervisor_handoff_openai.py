@@ -8,10 +8,9 @@ import json
 import textwrap
 from typing import Any
 
-from langchain_openai import ChatOpenAI
-
 from loopengt.compile import compile_spec
 from loopengt.spec import load_spec_text
+from tests.integration.clients import chat_model
 from tests.support.openai_server import JsonReply, Reply, ScriptedOpenAIServer, ToolCallReply
 
 TEAM = """
@@ -51,12 +50,8 @@ DESK = """
 """
 
 
-def llm(server: ScriptedOpenAIServer) -> ChatOpenAI:
-    return ChatOpenAI(api_key="test", base_url=server.base_url, model="test-model", max_retries=0)
-
-
 def run(spec: str, server: ScriptedOpenAIServer) -> tuple[list[str], dict[str, Any]]:
-    graph: Any = compile_spec(load_spec_text(textwrap.dedent(spec)), models=llm(server))
+    graph: Any = compile_spec(load_spec_text(textwrap.dedent(spec)), models=chat_model(server))
     order: list[str] = []
     state: dict[str, Any] = {}
     for mode, chunk in graph.stream({"input": {"n": 2}}, stream_mode=["updates", "values"]):

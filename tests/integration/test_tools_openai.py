@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_openai import ChatOpenAI
 
 from loopengt import mcp_tools
 from loopengt.compile import compile_spec
 from loopengt.spec import load_spec_text
+from tests.integration.clients import chat_model
 from tests.support.openai_server import Reply, ScriptedOpenAIServer, ToolCallReply
 
 MCP_SERVER = Path(__file__).parents[1] / "support" / "mcp_server.py"
@@ -59,10 +59,7 @@ def stop_mcp_servers() -> Iterator[None]:
 
 def run(spec_text: str, replies: list[Reply]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     with ScriptedOpenAIServer(replies) as server:
-        model = ChatOpenAI(
-            api_key="test", base_url=server.base_url, model="test-model", max_retries=0
-        )
-        graph = compile_spec(load_spec_text(spec_text), models=model)
+        graph = compile_spec(load_spec_text(spec_text), models=chat_model(server))
         state = graph.invoke({"input": {}})
         assert server.errors == []
         return state, server.requests
