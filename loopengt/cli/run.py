@@ -181,17 +181,23 @@ def preview(output: Any, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-STATUS_STYLE = {"completed": "green", "waiting_approval": "yellow", "interrupted": "yellow"}
+def print_run_head(run_id: str, status: str, stop_reason: str | None) -> None:
+    from loopengt.tracing.render import status_text
+
+    console.print(f"[bold]run[/] {run_id}  {status_text(status)}", highlight=False)
+    if stop_reason:
+        console.print(f"stop reason: {stop_reason}", markup=False)
+
+
+def print_outputs(outputs: dict[str, Any]) -> None:
+    for step, output in outputs.items():
+        console.print(f"[bold]{step}[/]: ", end="", highlight=False)
+        console.print(preview(output), markup=False)
 
 
 def _summary(result: Any) -> None:
-    style = STATUS_STYLE.get(result.status, "red")
-    console.print(f"[bold]run[/] {result.run_id}  [{style}]{result.status}[/]", highlight=False)
-    if result.stop_reason:
-        console.print(f"stop reason: {result.stop_reason}", markup=False)
-    for step, output in result.outputs.items():
-        console.print(f"[bold]{step}[/]: ", end="", highlight=False)
-        console.print(preview(output), markup=False)
+    print_run_head(result.run_id, result.status, result.stop_reason)
+    print_outputs(result.outputs)
     usage = result.usage
     console.print(
         f"tokens: {int(usage.get('total_tokens', 0))} "

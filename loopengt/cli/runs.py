@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from loopengt.cli.output import console
-from loopengt.cli.run import CHECKPOINTER_HELP, STATUS_STYLE, preview
+from loopengt.cli.run import CHECKPOINTER_HELP, print_outputs, print_run_head
 
 runs_app = typer.Typer(
     help="The run index: every run with its status, steps, tokens and cost.",
@@ -32,6 +32,7 @@ def runs(
     from rich.table import Table
 
     from loopengt.runs.engine import list_runs
+    from loopengt.tracing.render import status_text
 
     records = list_runs(status=status, checkpointer=checkpointer)
     if as_json:
@@ -44,11 +45,10 @@ def runs(
     for column in ("run id", "spec", "status", "steps", "tokens", "cost", "started", "duration"):
         table.add_column(column, no_wrap=column in ("run id", "status", "started"))
     for r in records:
-        style = STATUS_STYLE.get(r.status, "red")
         table.add_row(
             r.run_id,
             r.spec_name,
-            f"[{style}]{r.status}[/]",
+            status_text(r.status),
             str(r.steps_done),
             str(r.tokens),
             f"${r.cost_usd:.4f}",
@@ -74,14 +74,9 @@ def show(
     if as_json:
         console.out(json.dumps({**record.summary(), "state": state}, default=str))
         return
-    style = STATUS_STYLE.get(record.status, "red")
-    console.print(f"[bold]run[/] {record.run_id}  [{style}]{record.status}[/]", highlight=False)
+    print_run_head(record.run_id, record.status, record.stop_reason)
     console.print(f"spec: {record.spec_name} ({record.spec_path})", markup=False)
-    if record.stop_reason:
-        console.print(f"stop reason: {record.stop_reason}", markup=False)
-    for step, output in (state.get("outputs") or {}).items():
-        console.print(f"[bold]{step}[/]: ", end="", highlight=False)
-        console.print(preview(output), markup=False)
+    print_outputs(state.get("outputs") or {})
     console.print(
         f"steps: {record.steps_done} · tokens: {record.tokens} · cost: ${record.cost_usd:.4f}",
         highlight=False,
