@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -290,6 +290,9 @@ class ChatLocalLlama(BaseChatModel):
     max_tokens: int = 512
     temperature: float = 0.2
     n_ctx: int = 4096  # SmolLM2 was trained on 8k; 4k holds our prompts with room to spare
+    # read by the compiler: constrained decoding takes `response_format`; no tool calling
+    json_schema_mode: ClassVar[bool] = True
+    tool_calling: ClassVar[bool] = False
 
     @property
     def _llm_type(self) -> str:

@@ -33,12 +33,12 @@ class StructuredOutputError(LoopengtError):
 
 
 def supports_json_schema(model: BaseChatModel) -> bool:
-    """OpenAI-compatible clients (and our llama.cpp adapter) take `response_format`; a
-    wrapper (the cassette's recording and replaying models) says so in `json_schema_mode`."""
+    """OpenAI-compatible clients take `response_format`; our own models (the llama.cpp
+    adapter, the cassette's wrappers) say whether they do in `json_schema_mode`."""
     declared = getattr(model, "json_schema_mode", None)
     if isinstance(declared, bool):
         return declared
-    return any(c.__name__ in ("BaseChatOpenAI", "ChatLocalLlama") for c in type(model).__mro__)
+    return any(c.__name__ == "BaseChatOpenAI" for c in type(model).__mro__)
 
 
 def response_format(schema: dict[str, Any], name: str) -> dict[str, Any]:
