@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ from pydantic import ConfigDict, Field
 from loopengt.compilers.structured import supports_json_schema
 from loopengt.errors import LoopengtError, UserInputError
 from loopengt.redaction import redact
+from loopengt.serialization import jsonable, write_atomically
 
 VERSION = 1
 _ROLES = {"system": "system", "human": "user", "ai": "assistant", "tool": "tool"}
@@ -38,11 +38,6 @@ Json = dict[str, Any]
 
 
 # -- requests and responses as plain data -------------------------------------------------------
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON data, so that what is compared in memory equals what YAML gives back."""
-    return json.loads(json.dumps(value, default=str, ensure_ascii=False))
 
 
 def tool_call_record(call: Any) -> Json:
@@ -219,12 +214,7 @@ class Cassette:
         doc["calls"] = self.calls
         text = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
         try:
-            # temp file + rename: a run killed mid-write leaves the previous complete file
-            with tempfile.NamedTemporaryFile(
-                "w", encoding="utf-8", dir=self.path.parent, prefix=".cassette-", delete=False
-            ) as tmp:
-                tmp.write(text)
-            os.replace(tmp.name, self.path)
+            write_atomically(self.path, text)
         except OSError as exc:
             raise UserInputError(f"cannot write cassette {self.path}: {exc.strerror}") from None
 

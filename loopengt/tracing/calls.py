@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from loopengt.pricing import cost_usd
-from loopengt.tracing.events import jsonable, truncate
+from loopengt.serialization import jsonable
+from loopengt.tracing.events import truncate
 
 ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 

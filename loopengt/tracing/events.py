@@ -31,6 +31,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from loopengt.serialization import json_default
+
 RUN_START = "run_start"
 RUN_END = "run_end"
 STEP_START = "step_start"
@@ -53,24 +55,8 @@ def truncate(text: str, max_chars: int | None) -> str:
     return f"{text[:max_chars]}… [{len(text) - max_chars} more chars]"
 
 
-def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON types (objects the json module cannot write become text)."""
-    return json.loads(json.dumps(value, default=_fallback, ensure_ascii=False))
-
-
-def _fallback(value: Any) -> Any:
-    if hasattr(value, "model_dump"):
-        try:
-            return value.model_dump(mode="json")
-        except Exception:  # a model that cannot dump itself is still shown as text
-            return str(value)
-    if isinstance(value, set | frozenset):
-        return sorted(value, key=str)
-    return str(value)
-
-
 def dumps_line(event: Event) -> str:
-    return json.dumps(event, ensure_ascii=False, default=_fallback) + "\n"
+    return json.dumps(event, ensure_ascii=False, default=json_default) + "\n"
 
 
 def read_events(path: Path) -> list[Event]:

@@ -9,14 +9,13 @@ by LangChain when its environment variables are set) keeps running beside it.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from loopengt.redaction import redact, secret_values
+from loopengt.serialization import jsonable, write_atomically
 from loopengt.tracing.callbacks import GraphCallbacks
 from loopengt.tracing.events import (
     ERROR,
@@ -27,7 +26,6 @@ from loopengt.tracing.events import (
     STOP,
     Event,
     dumps_line,
-    jsonable,
     read_events,
     summarize,
 )
@@ -175,18 +173,6 @@ class TraceRecorder(GraphCallbacks):
             interrupt_id=getattr(pending, "id", None),
             payload=payload,
         )
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Readers (`loopengt trace`, the run index) never see a half-written file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def node_agents(spec: Any) -> dict[str, str]:
