@@ -10,6 +10,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from loopengt.compilers.context import CompileContext, ModelsArg
 from loopengt.compilers.state import Graph
+from loopengt.pricing import configured_prices
 from loopengt.spec.loader import load_spec
 from loopengt.spec.models import LoopSpec
 
@@ -47,6 +48,8 @@ def compile_spec(
     ctx = CompileContext(spec, models, cassette)
     if check_models:
         ctx.check_models()
+        # a bad [prices] table would otherwise surface at the first model reply, mid-run
+        configured_prices()
     module = importlib.import_module(f"loopengt.compilers.{spec.pattern}")
     builder: Graph = module.build(ctx)
     graph = builder.compile(checkpointer=checkpointer, store=store, name=spec.name)

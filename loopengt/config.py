@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import tomllib
+from functools import lru_cache
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from loopengt.errors import UserInputError
@@ -12,10 +15,20 @@ from loopengt.project import STATE_DIR
 
 def load_config(root: Path | str = ".") -> dict[str, Any]:
     path = Path(root) / STATE_DIR / "config.toml"
-    if not path.is_file():
-        return {}
     try:
-        with path.open("rb") as fh:
+        stat = path.stat()
+    except OSError:
+        return {}
+    if not S_ISREG(stat.st_mode):
+        return {}
+    # read once per version of the file: every model call prices itself from [prices]
+    return copy.deepcopy(_parsed(str(path.resolve()), stat.st_mtime_ns, stat.st_size))
+
+
+@lru_cache(maxsize=8)
+def _parsed(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise UserInputError(f"{path}: invalid TOML: {exc}") from None

@@ -37,7 +37,7 @@ KNOWN_PRICES: dict[str, tuple[float, float]] = {
 _SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest|0)$")
 
 
-def _configured() -> dict[str, tuple[float, float]]:
+def configured_prices() -> dict[str, tuple[float, float]]:
     prices: dict[str, tuple[float, float]] = {}
     for name, entry in config_section("prices").items():
         try:
@@ -59,7 +59,7 @@ def price_of(model: str | None) -> tuple[float, float] | None:
         return None
     bare = model.split(":", 1)[1] if ":" in model else model
     family = _SNAPSHOT.sub("", bare)
-    for table in (_configured(), KNOWN_PRICES):
+    for table in (configured_prices(), KNOWN_PRICES):
         for key in (model, bare, family):
             if key in table:
                 return table[key]

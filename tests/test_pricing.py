@@ -120,6 +120,12 @@ def test_malformed_price_config_is_a_one_line_error(config: str) -> None:
     assert 'quote names with dots: [prices."gpt-4.1"]' in message
 
 
+def test_malformed_price_config_fails_at_compile_time_not_mid_run() -> None:
+    write_config('[llm]\nbase_url = "http://127.0.0.1:9/v1"\n[prices."my-model"]\ninput = "x"\n')
+    with pytest.raises(UserInputError, match=r"\[prices\.my-model\] must hold numbers"):
+        compile_spec(load_spec_text(SPEC.replace("MODEL", "my-model")))
+
+
 # -- cost in a run's state -------------------------------------------------------------------
 
 SPEC = textwrap.dedent("""
