@@ -18,8 +18,8 @@ STREAM_LINES = 6
 
 
 class RunProgress:
-    def __init__(self, agents: dict[str, str]) -> None:
-        self.agents = agents  # node name -> agent name
+    def __init__(self) -> None:
+        self.agents: dict[str, str] = {}  # node name -> agent name, sent with run_start
         self.live_mode = err_console.is_terminal
         self.started = time.monotonic()
         self.step_started: dict[str, float] = {}
@@ -40,7 +40,9 @@ class RunProgress:
     # the engine's event sink
     def __call__(self, kind: str, data: dict[str, Any]) -> None:
         node = data.get("node") or ""
-        if kind == "step_start" and self._shown(node):
+        if kind == "run_start":
+            self.agents = data.get("agents") or {}
+        elif kind == "step_start" and self._shown(node):
             self.step_started[node] = time.monotonic()
             self.text[node] = ""
         elif kind == "text" and node in self.step_started:

@@ -45,18 +45,6 @@ def _read_input_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def node_agents(spec_text: str) -> dict[str, str]:
-    from loopengt.errors import LoopengtError
-    from loopengt.spec.loader import load_spec_text
-    from loopengt.tracing import node_agents as agents_of
-
-    try:
-        spec = load_spec_text(spec_text)
-    except LoopengtError:
-        return {}  # the engine reports a bad spec, naming its file (this would say <spec>)
-    return agents_of(spec)
-
-
 def run(
     file: str = typer.Argument(..., help="LoopSpec YAML file."),
     input: list[str] = typer.Option([], "--input", "-i", help="Run input KEY=VALUE (repeatable)."),
@@ -75,12 +63,10 @@ def run(
         raise UserInputError("--record and --replay cannot be used together")
     inputs = parse_inputs(input, input_file)
     options = RunOptions(model=model, record=record, replay=replay, checkpointer=checkpointer)
-    spec_text = Path(file).read_text(encoding="utf-8") if Path(file).is_file() else ""
     _show(
         lambda sink, stream: start_run(
             file, inputs=inputs, run_id=run_id, options=options, on_event=sink, stream_text=stream
         ),
-        spec_text,
         as_json,
     )
 
@@ -97,7 +83,6 @@ def resume(
         lambda sink, stream: resume_run(
             run_id, checkpointer=checkpointer, on_event=sink, stream_text=stream
         ),
-        _spec_text(run_id, checkpointer),
         as_json,
     )
 
@@ -136,24 +121,14 @@ def _answer(
             on_event=sink,
             stream_text=stream,
         ),
-        _spec_text(run_id, checkpointer),
         as_json,
     )
 
 
-def _spec_text(run_id: str, checkpointer: str | None) -> str:
-    from loopengt.runs.storage import open_storage
-
-    with open_storage(checkpointer) as storage:
-        record = storage.index.get(run_id)
-    return record.spec_text if record else ""
-
-
-def _show(start: Any, spec_text: str, as_json: bool) -> None:
+def _show(start: Any, as_json: bool) -> None:
     from loopengt.cli.progress import RunProgress
 
-    agents = node_agents(spec_text) if spec_text else {}
-    with RunProgress(agents) as progress:
+    with RunProgress() as progress:
         result = start(progress, progress.live_mode)
     if as_json:
         console.out(json.dumps(_result_json(result), ensure_ascii=False, default=str))

@@ -64,7 +64,9 @@ def drive(
 ) -> RunResult:
     from loopengt.tracing import TraceRecorder, node_agents
 
+    agents = node_agents(spec)
     emit = _isolated(on_event)
+    emit("run_start", {"run_id": record.run_id, "agents": agents})
     runs_dir = Path(root).resolve() / STATE_DIR / "runs"
     max_chars = int(config_section("trace", root).get("max_text_chars", 4000))
     recorder = TraceRecorder(
@@ -72,7 +74,7 @@ def drive(
         runs_dir=runs_dir,
         spec_name=spec.name,
         max_chars=max_chars,
-        agents=node_agents(spec),
+        agents=agents,
     )
     resumed = graph_input is None or not isinstance(graph_input, dict)
     recorder.event("run_start", spec=spec.name, input=record.options.get("inputs"), resumed=resumed)
