@@ -82,6 +82,10 @@ class CompileContext:
                     "give it an openai:, anthropic: or ollama: model"
                 )
 
+    def gated(self) -> bool:
+        """Whether any step has a verification gate."""
+        return bool(self.spec.policy.gates) or any(s.gate for s in self.spec.steps)
+
     def max_concurrency(self) -> int:
         """Tasks LangGraph may run at once. Its default thread pool (CPUs + 4) would run
         eight 200 ms branches in two waves on a 2-core machine; model calls wait on I/O, so

@@ -18,14 +18,21 @@ from collections.abc import Callable
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 from langgraph.runtime import Runtime
 
 from loopengt.compilers.context import CompileContext
 from loopengt.compilers.gates import as_text, load_verifier, run_verifier
 from loopengt.compilers.nodes import StepNode, Update
 from loopengt.compilers.sequential import add_step
-from loopengt.compilers.state import STATUS_COMPLETED, Graph, LoopState, add_node
+from loopengt.compilers.state import (
+    STATUS_COMPLETED,
+    Graph,
+    LoopState,
+    add_node,
+    add_router,
+    new_graph,
+)
 from loopengt.errors import UserInputError
 from loopengt.spec.models import Condition, EdgeSpec
 
@@ -154,7 +161,7 @@ def build(ctx: CompileContext) -> Graph:
     finish = "finish"
     while finish in names:
         finish += "_"
-    graph = StateGraph(LoopState)
+    graph = new_graph(ctx.gated(), "verdicts", "feedback")
     exits: dict[str, str] = {}
     for step in spec.steps:
         note = None
@@ -179,7 +186,7 @@ def build(ctx: CompileContext) -> Graph:
             continue
         targets = {b.to for b in edge.branches} | {edge.default or SPEC_END}
         path = [*sorted({finish if t == SPEC_END else t for t in targets}), END]
-        graph.add_conditional_edges(source, edge_router(edge, finish), path)
+        add_router(graph, source, edge_router(edge, finish), path)
     for name in names:
         if name not in sources:
             graph.add_edge(exits[name], END)

@@ -23,14 +23,21 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 from langgraph.runtime import Runtime
 
 from loopengt.compilers.context import CompileContext, describe_agent
 from loopengt.compilers.gates import as_text
 from loopengt.compilers.nodes import StepNode, Update, retry_policy, stop
 from loopengt.compilers.sequential import add_step
-from loopengt.compilers.state import STATUS_COMPLETED, Graph, LoopState, add_node
+from loopengt.compilers.state import (
+    STATUS_COMPLETED,
+    Graph,
+    LoopState,
+    add_node,
+    add_router,
+    new_graph,
+)
 from loopengt.errors import UserInputError
 from loopengt.spec.checks import reachable
 from loopengt.spec.models import LoopSpec, StepSpec
@@ -181,7 +188,7 @@ def build(ctx: CompileContext) -> Graph:
         feedback = latest_feedback(state, ev)
         return f"\n\nFeedback on your previous attempt: {feedback}" if feedback else ""
 
-    graph = StateGraph(LoopState)
+    graph = new_graph(ctx.gated(), "verdicts", "feedback")
     exits: dict[str, str] = {}
     for step in spec.steps:
         if step.name == ev:
@@ -211,7 +218,7 @@ def build(ctx: CompileContext) -> Graph:
     wire(ev, [d for d in requires[ev] if d in body] or [gen])
     roots = [name for name in suffix if not suffix_deps[name]]
     route = router(ev, gen, roots, evaluator.pass_score)
-    graph.add_conditional_edges(ev, route, [gen, END, *roots])
+    add_router(graph, ev, route, [gen, END, *roots])
     for name in suffix:
         if suffix_deps[name]:
             wire(name, suffix_deps[name])

@@ -16,7 +16,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 from pydantic import BaseModel, Field
@@ -35,7 +35,7 @@ from loopengt.compilers.nodes import (
     stop,
     stop_condition,
 )
-from loopengt.compilers.state import STATUS_COMPLETED, Graph, LoopState, add_node
+from loopengt.compilers.state import STATUS_COMPLETED, Graph, LoopState, add_node, new_graph
 from loopengt.compilers.tool_loop import run_tool
 from loopengt.spec.models import AgentRole, StepSpec
 from loopengt.spec.roles import handoff_entry, step_agent
@@ -234,7 +234,7 @@ class AgentNode:
 
 
 def build(ctx: CompileContext) -> Graph:
-    graph = StateGraph(LoopState)
+    graph = new_graph(ctx.gated(), "active_agent", "task")
     for agent in ctx.spec.agents:
         node = AgentNode(ctx, agent)
         targets = tuple(t.name for t in node.targets)

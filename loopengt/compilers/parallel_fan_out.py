@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
@@ -31,6 +31,8 @@ from loopengt.compilers.state import (
     Graph,
     LoopState,
     add_node,
+    add_router,
+    new_graph,
 )
 from loopengt.errors import UserInputError
 from loopengt.spec.models import LoopSpec
@@ -160,7 +162,7 @@ def effective_requires(spec: LoopSpec, roles: FanOutRoles) -> dict[str, list[str
 def build(ctx: CompileContext) -> Graph:
     spec = ctx.spec
     roles = fan_out_roles(spec)
-    graph: Graph = StateGraph(LoopState)
+    graph: Graph = new_graph(ctx.gated(), "mapped", "item", "item_index")
     requires = effective_requires(spec, roles)
     has_dependants = {dep for deps in requires.values() for dep in deps}
     exits: dict[str, str] = {}
@@ -188,7 +190,7 @@ def build(ctx: CompileContext) -> Graph:
                 add_node(graph, source, noop)
                 graph.add_edge(deps, source)
             route = dispatcher(spec, step.name, roles.map_over)
-            graph.add_conditional_edges(source, route, [step.name, join_node(step.name), END])
+            add_router(graph, source, route, [step.name, join_node(step.name), END])
         else:
             wire(graph, step.name, deps)
         if step.name not in has_dependants:

@@ -3,11 +3,11 @@ superstep. A gated step loops back to itself until its gate passes."""
 
 from __future__ import annotations
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 
 from loopengt.compilers.context import CompileContext, step_gate
 from loopengt.compilers.nodes import StepNode, gate_router, noop, passed_node, retry_policy
-from loopengt.compilers.state import Graph, LoopState, add_node
+from loopengt.compilers.state import Graph, add_node, add_router, new_graph
 
 
 def add_step(graph: Graph, ctx: CompileContext, node: StepNode) -> str:
@@ -18,7 +18,7 @@ def add_step(graph: Graph, ctx: CompileContext, node: StepNode) -> str:
         return name
     done = passed_node(name)
     add_node(graph, done, noop)
-    graph.add_conditional_edges(name, gate_router(name, done), [name, done, END])
+    add_router(graph, name, gate_router(name, done), [name, done, END])
     return done
 
 
@@ -32,7 +32,7 @@ def wire(graph: Graph, step: str, deps: list[str]) -> None:
 
 
 def build(ctx: CompileContext) -> Graph:
-    graph = StateGraph(LoopState)
+    graph = new_graph(ctx.gated())
     steps = ctx.spec.steps
     has_dependants = {dep for step in steps for dep in step.requires}
     exits = {}

@@ -3,8 +3,11 @@ side by side without overwriting each other."""
 
 from __future__ import annotations
 
+import functools
 import operator
-from typing import Annotated, Any, TypedDict
+import os
+from collections.abc import Callable
+from typing import Annotated, Any, TypedDict, get_type_hints
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph import StateGraph
@@ -98,8 +101,72 @@ def new_usage(input_tokens: int, output_tokens: int, cost_usd: float) -> dict[st
 
 Graph = StateGraph[Any, Any, Any, Any]
 
+# Every compiled graph has these channels; the others only where its pattern or the spec's
+# gates use them. LangGraph does work per channel on every superstep, so unused channels
+# would slow every run (benchmarks/compile_overhead.py).
+CORE_CHANNELS = (
+    "input",
+    "messages",
+    "outputs",
+    "turns",
+    "visits",
+    "errors",
+    "usage",
+    "stop_reason",
+    "status",
+    "started_at",
+)
+GATE_CHANNELS = ("gates", "gate_attempts", "feedback")
+# set by the tests: every node update is checked against its graph's channels, because
+# LangGraph silently drops a key that is not a channel
+CHECK_WRITES_ENV = "LOOPENGT_CHECK_STATE_WRITES"
+
+
+@functools.cache
+def state_schema(channels: frozenset[str]) -> type:
+    """LoopState cut down to ``channels`` (plus the core ones), keeping its reducers."""
+    hints = get_type_hints(LoopState, include_extras=True)
+    wanted = set(CORE_CHANNELS) | channels
+    return TypedDict(  # type: ignore[operator,no-any-return]  # functional form, dynamic keys
+        "LoopState", {key: hint for key, hint in hints.items() if key in wanted}, total=False
+    )
+
+
+def new_graph(gated: bool, *channels: str) -> Graph:
+    """A StateGraph over the core channels, ``channels``, and the gate ones if ``gated``."""
+    extra = frozenset(channels) | (frozenset(GATE_CHANNELS) if gated else frozenset())
+    return StateGraph(state_schema(extra))
+
 
 def add_node(graph: Graph, name: str, action: Any, **kwargs: Any) -> None:
     """``graph.add_node`` for our callable node objects, which LangGraph's typed overloads
-    (written for plain functions) do not describe."""
-    graph.add_node(name, action, **kwargs)
+    (written for plain functions) do not describe. The input schema is the graph's own:
+    LangGraph would otherwise take it from the ``state: LoopState`` annotation and add every
+    LoopState channel to the graph."""
+    if os.environ.get(CHECK_WRITES_ENV):
+        action = checked_writes(action, name, set(get_type_hints(graph.state_schema)))
+    graph.add_node(name, action, input_schema=graph.state_schema, **kwargs)
+
+
+def add_router(graph: Graph, source: str, route: Callable[[Any], Any], ends: list[str]) -> None:
+    """``graph.add_conditional_edges``, hiding the route's ``state: LoopState`` annotation
+    from LangGraph, which would add every LoopState channel to the graph."""
+
+    def routed(state: Any) -> Any:
+        return route(state)
+
+    routed.__name__ = route.__name__
+    graph.add_conditional_edges(source, routed, ends)
+
+
+def checked_writes(action: Any, name: str, channels: set[str]) -> Any:
+    @functools.wraps(action)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        update = action(*args, **kwargs)
+        written = update.update if hasattr(update, "goto") else update
+        unknown = set(written or {}) - channels if isinstance(written, dict) else set()
+        if unknown:
+            raise AssertionError(f"node {name!r} wrote {sorted(unknown)}: not channels")
+        return update
+
+    return checked

@@ -14,7 +14,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
@@ -33,7 +33,14 @@ from loopengt.compilers.nodes import (
     started,
     stop,
 )
-from loopengt.compilers.state import STATUS_COMPLETED, Graph, LoopState, add_node
+from loopengt.compilers.state import (
+    STATUS_COMPLETED,
+    Graph,
+    LoopState,
+    add_node,
+    add_router,
+    new_graph,
+)
 from loopengt.compilers.structured import StructuredOutputError, structured_call
 from loopengt.spec.models import AgentRole, StepSpec
 from loopengt.spec.roles import step_agent, supervisor_roles
@@ -173,7 +180,7 @@ def after_gated_worker(worker: str, step: str, supervisor: str) -> Callable[[Loo
 def build(ctx: CompileContext) -> Graph:
     roles = supervisor_roles(ctx.spec)
     workers = {worker: worker_step(ctx, worker) for worker in roles.workers}
-    graph = StateGraph(LoopState)
+    graph = new_graph(ctx.gated(), "next_worker", "task", "feedback")
     supervisor = SupervisorNode(ctx, ctx.spec.agent(roles.supervisor), workers)
     # destinations: Command routing is dynamic, so tell LangGraph (and the mermaid drawing)
     add_node(
@@ -192,5 +199,5 @@ def build(ctx: CompileContext) -> Graph:
             graph.add_edge(worker, roles.supervisor)
         else:
             route = after_gated_worker(worker, step.name, roles.supervisor)
-            graph.add_conditional_edges(worker, route, [worker, roles.supervisor, END])
+            add_router(graph, worker, route, [worker, roles.supervisor, END])
     return graph

@@ -1,0 +1,103 @@
+"""Each compiled graph carries the core channels plus only those its pattern and gates use,
+and (under the tests' write check) a node that writes a key outside them fails loudly
+instead of LangGraph dropping the write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import pytest
+from langgraph.graph import END, START
+
+from loopengt.compile import compile_spec
+from loopengt.compilers.state import (
+    CHECK_WRITES_ENV,
+    CORE_CHANNELS,
+    GATE_CHANNELS,
+    LoopState,
+    add_node,
+    new_graph,
+)
+from loopengt.spec import load_spec
+from tests.compilers.helpers import spec_of, step_echo
+
+CHAIN = """
+    name: chain
+    goal: Check channels.
+    agents: [{name: worker}]
+    policy: {max_turns: 10}
+    steps:
+      - {name: s1, description: One.}
+      - {name: s2, depends_on: [s1], description: Two.}
+"""
+
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+def state_keys(graph: Any) -> set[str]:
+    """The state's channels, without LangGraph's own (node triggers, joins, branches)."""
+    return {k for k in graph.channels if k in get_type_hints(LoopState)}
+
+
+def test_a_chain_without_gates_has_only_the_core_channels() -> None:
+    graph = compile_spec(spec_of(CHAIN), models=step_echo())
+
+    assert state_keys(graph) == set(CORE_CHANNELS)
+    result = graph.invoke({"input": {}})
+    assert set(result["outputs"]) == {"s1", "s2"}
+    assert result["turns"] == 2 and result["visits"] == {"s1": 1, "s2": 1}
+
+
+def test_a_gate_adds_the_gate_channels() -> None:
+    gated = CHAIN + "      - {name: s3, depends_on: [s2], gate: {kind: regex, pattern: '.'}}\n"
+
+    graph = compile_spec(spec_of(gated), models=step_echo())
+
+    assert set(GATE_CHANNELS) <= state_keys(graph)
+    assert graph.invoke({"input": {}})["gates"][0]["passed"] is True
+
+
+@pytest.mark.parametrize(
+    ("example", "own"),
+    [
+        ("parallel-review.yaml", {"mapped", "item", "item_index"}),
+        ("review-loop.yaml", {"verdicts", "feedback"}),
+        ("supervisor-team.yaml", {"next_worker", "task", "feedback"}),
+        ("support-handoff.yaml", {"active_agent", "task"}),
+        ("custom-draft-check.yaml", {"verdicts", "feedback"}),
+    ],
+)
+def test_each_pattern_adds_only_its_own_channels(example: str, own: set[str]) -> None:
+    spec = load_spec(EXAMPLES / example)
+    gates = set(GATE_CHANNELS) if any(s.gate for s in spec.steps) or spec.policy.gates else set()
+
+    graph = compile_spec(spec, models=step_echo(), check_models=False)
+
+    assert state_keys(graph) == set(CORE_CHANNELS) | own | gates
+
+
+def test_a_write_outside_the_channels_fails_under_the_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(CHECK_WRITES_ENV, "1")
+    graph = new_graph(False)
+    add_node(graph, "typo", lambda state: {"outputs": {"typo": 1}, "verdict": "x"})
+    graph.add_edge(START, "typo")
+    graph.add_edge("typo", END)
+
+    with pytest.raises(AssertionError, match=r"node 'typo' wrote \['verdict'\]: not channels"):
+        graph.compile().invoke({"input": {}})
+
+
+def test_without_the_check_nodes_are_added_as_they_are(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(CHECK_WRITES_ENV, raising=False)
+    graph = new_graph(False)
+
+    def node(state: dict[str, Any]) -> dict[str, Any]:
+        return {"outputs": {"n": 1}}
+
+    add_node(graph, "n", node)
+
+    assert graph.nodes["n"].runnable.func is node  # type: ignore[attr-defined]
