@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 
+from loopengt.compilers.state import GATE_CHANNELS
 from loopengt.errors import UserInputError
 from loopengt.spec.models import AgentRole, LoopSpec, StepSpec
 from loopengt.spec.roles import step_agent
@@ -82,9 +83,15 @@ class CompileContext:
                     "give it an openai:, anthropic: or ollama: model"
                 )
 
-    def gated(self) -> bool:
-        """Whether any step has a verification gate."""
-        return bool(self.spec.policy.gates) or any(s.gate for s in self.spec.steps)
+    def channels(self, *pattern_channels: str) -> frozenset[str]:
+        """The state channels this spec's graph needs besides the core ones: its pattern's,
+        the gate ones if a step has a gate, ``started_at`` if there is a total time limit."""
+        channels = set(pattern_channels)
+        if self.spec.policy.gates or any(s.gate for s in self.spec.steps):
+            channels.update(GATE_CHANNELS)
+        if self.spec.policy.max_total_time_seconds is not None:
+            channels.add("started_at")
+        return frozenset(channels)
 
     def max_concurrency(self) -> int:
         """Tasks LangGraph may run at once. Its default thread pool (CPUs + 4) would run

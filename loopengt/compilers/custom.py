@@ -161,7 +161,7 @@ def build(ctx: CompileContext) -> Graph:
     finish = "finish"
     while finish in names:
         finish += "_"
-    graph = new_graph(ctx.gated(), "verdicts", "feedback")
+    graph = new_graph(ctx.channels("verdicts", "feedback"))
     exits: dict[str, str] = {}
     for step in spec.steps:
         note = None

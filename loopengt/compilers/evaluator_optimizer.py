@@ -188,7 +188,7 @@ def build(ctx: CompileContext) -> Graph:
         feedback = latest_feedback(state, ev)
         return f"\n\nFeedback on your previous attempt: {feedback}" if feedback else ""
 
-    graph = new_graph(ctx.gated(), "verdicts", "feedback")
+    graph = new_graph(ctx.channels("verdicts", "feedback"))
     exits: dict[str, str] = {}
     for step in spec.steps:
         if step.name == ev:

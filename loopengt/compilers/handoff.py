@@ -182,7 +182,7 @@ class AgentNode:
     def __call__(self, state: LoopState, config: RunnableConfig, runtime: Runtime) -> Command[Any]:
         if state.get("stop_reason"):
             return Command(goto=END)
-        first = started(state)
+        first = started(self.ctx, state)
         halted = policy_halt(self.ctx, state)
         if halted:
             return Command(goto=END, update={**first, **halted})
@@ -234,7 +234,7 @@ class AgentNode:
 
 
 def build(ctx: CompileContext) -> Graph:
-    graph = new_graph(ctx.gated(), "active_agent", "task")
+    graph = new_graph(ctx.channels("active_agent", "task"))
     for agent in ctx.spec.agents:
         node = AgentNode(ctx, agent)
         targets = tuple(t.name for t in node.targets)

@@ -115,9 +115,12 @@ def call_with_timeout(
     return box["value"]  # type: ignore[no-any-return]  # set by target() when no error
 
 
-def started(state: LoopState) -> Update:
-    """The run's start time, written by whichever node runs first (for the total time limit)."""
-    return {} if state.get("started_at") else {"started_at": time.time()}
+def started(ctx: CompileContext, state: LoopState) -> Update:
+    """The run's start time, written by whichever node runs first when there is a total
+    time limit (the only use of it)."""
+    if state.get("started_at") or ctx.spec.policy.max_total_time_seconds is None:
+        return {}
+    return {"started_at": time.time()}
 
 
 def failure(name: str, reason: str, status: str = STATUS_FAILED) -> Update:
@@ -165,28 +168,36 @@ class ModelCalls:
         self.replies: list[AIMessage] = []
 
     def __call__(self, model: Any, messages: list[BaseMessage]) -> AIMessage:
-        remaining = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
-        reply = call_with_timeout(
-            lambda: model.invoke(messages, self.config), remaining, self.timeout
-        )
+        if self.deadline is None:
+            reply = model.invoke(messages, self.config)
+        else:
+            remaining = max(0.0, self.deadline - time.monotonic())
+            reply = call_with_timeout(
+                lambda: model.invoke(messages, self.config), remaining, self.timeout
+            )
         if not isinstance(reply, AIMessage):
             reply = AIMessage(content=str(getattr(reply, "content", reply)))
         self.replies.append(reply)
         return reply
 
     def usage(self) -> Update:
+        if len(self.replies) == 1:
+            return usage_of(self.replies[0])
         total: Update = {}
         for reply in self.replies:
             total = add_numbers(total, usage_of(reply))
         return total
 
 
-def default_prompt(ctx: CompileContext, step: StepSpec, state: LoopState) -> str:
-    """A prompt for a step that has none: the goal, its description and its inputs."""
+def default_prompt(
+    ctx: CompileContext, step: StepSpec, state: LoopState, requires: list[str]
+) -> str:
+    """A prompt for a step that has none: the goal, its description and the outputs of
+    ``requires``, its dependencies."""
     parts = context_parts(ctx, state)
     parts.insert(1, f"Your task ({step.name}): {step.description or step.name}")
     outputs = state.get("outputs") or {}
-    for dep in step.requires:
+    for dep in requires:
         if dep in outputs:
             parts.append(f"Result of step {dep!r}:\n{as_text(outputs[dep])}")
     return "\n\n".join(parts)
@@ -214,6 +225,7 @@ class StepNode:
         self.approval = next((a for a in ctx.spec.policy.approvals if a.step == step.name), None)
         self.timeout = step.timeout_seconds or ctx.spec.policy.step_timeout_seconds
         self.system = SystemMessage(describe_agent(self.agent))
+        self.requires = step.requires
         self.__name__ = step.name
 
     def approve(self) -> Update | None:
@@ -239,7 +251,7 @@ class StepNode:
                 variables=variables,
             )
         else:
-            prompt = default_prompt(self.ctx, self.step, state)
+            prompt = default_prompt(self.ctx, self.step, state, self.requires)
             for name in ("task", "item"):
                 if variables.get(name) is not None:
                     prompt += f"\n\nYour {name}: {as_text(variables[name])}"
@@ -267,7 +279,7 @@ class StepNode:
     def __call__(self, state: LoopState, config: RunnableConfig, runtime: Runtime) -> Update:
         if state.get("stop_reason"):
             return {}
-        first = started(state)
+        first = started(self.ctx, state)
         halted = policy_halt(self.ctx, state) or self.approve()
         if halted:
             return {**first, **halted}
@@ -297,7 +309,8 @@ class StepNode:
         if self.gate is not None and (state.get("feedback") or {}).get(self.step.name):
             update["feedback"] = {self.step.name: ""}
         halted = stop_condition(self.ctx, self.step.name, output)
-        halted = halted or budget_stop(self.ctx, add_numbers(state.get("usage"), update["usage"]))
+        if not halted and self.ctx.spec.policy.budget.limited:
+            halted = budget_stop(self.ctx, add_numbers(state.get("usage"), update["usage"]))
         if halted:
             update.update(halted)
         elif self.sink:

@@ -32,7 +32,7 @@ def wire(graph: Graph, step: str, deps: list[str]) -> None:
 
 
 def build(ctx: CompileContext) -> Graph:
-    graph = new_graph(ctx.gated())
+    graph = new_graph(ctx.channels())
     steps = ctx.spec.steps
     has_dependants = {dep for step in steps for dep in step.requires}
     exits = {}

@@ -114,7 +114,6 @@ CORE_CHANNELS = (
     "usage",
     "stop_reason",
     "status",
-    "started_at",
 )
 GATE_CHANNELS = ("gates", "gate_attempts", "feedback")
 # set by the tests: every node update is checked against its graph's channels, because
@@ -132,10 +131,9 @@ def state_schema(channels: frozenset[str]) -> type:
     )
 
 
-def new_graph(gated: bool, *channels: str) -> Graph:
-    """A StateGraph over the core channels, ``channels``, and the gate ones if ``gated``."""
-    extra = frozenset(channels) | (frozenset(GATE_CHANNELS) if gated else frozenset())
-    return StateGraph(state_schema(extra))
+def new_graph(channels: frozenset[str]) -> Graph:
+    """A StateGraph over the core channels and ``channels``."""
+    return StateGraph(state_schema(channels))
 
 
 def add_node(graph: Graph, name: str, action: Any, **kwargs: Any) -> None:

@@ -125,7 +125,7 @@ class SupervisorNode:
     def __call__(self, state: LoopState, config: RunnableConfig, runtime: Runtime) -> Command[Any]:
         if state.get("stop_reason"):
             return Command(goto=END)
-        first = started(state)
+        first = started(self.ctx, state)
         halted = policy_halt(self.ctx, state) or self.decisions_limit(state)
         if halted:
             return Command(goto=END, update={**first, **halted})
@@ -180,7 +180,7 @@ def after_gated_worker(worker: str, step: str, supervisor: str) -> Callable[[Loo
 def build(ctx: CompileContext) -> Graph:
     roles = supervisor_roles(ctx.spec)
     workers = {worker: worker_step(ctx, worker) for worker in roles.workers}
-    graph = new_graph(ctx.gated(), "next_worker", "task", "feedback")
+    graph = new_graph(ctx.channels("next_worker", "task", "feedback"))
     supervisor = SupervisorNode(ctx, ctx.spec.agent(roles.supervisor), workers)
     # destinations: Command routing is dynamic, so tell LangGraph (and the mermaid drawing)
     add_node(

@@ -59,6 +59,16 @@ def test_a_gate_adds_the_gate_channels() -> None:
     assert graph.invoke({"input": {}})["gates"][0]["passed"] is True
 
 
+def test_a_total_time_limit_adds_started_at() -> None:
+    timed = CHAIN.replace("max_turns: 10}", "max_turns: 10, max_total_time_seconds: 60}")
+
+    graph = compile_spec(spec_of(timed), models=step_echo())
+
+    assert "started_at" in state_keys(graph)
+    assert "started_at" not in state_keys(compile_spec(spec_of(CHAIN), models=step_echo()))
+    assert graph.invoke({"input": {}})["started_at"] > 0
+
+
 @pytest.mark.parametrize(
     ("example", "own"),
     [
@@ -72,17 +82,18 @@ def test_a_gate_adds_the_gate_channels() -> None:
 def test_each_pattern_adds_only_its_own_channels(example: str, own: set[str]) -> None:
     spec = load_spec(EXAMPLES / example)
     gates = set(GATE_CHANNELS) if any(s.gate for s in spec.steps) or spec.policy.gates else set()
+    timed = {"started_at"} if spec.policy.max_total_time_seconds else set()
 
     graph = compile_spec(spec, models=step_echo(), check_models=False)
 
-    assert state_keys(graph) == set(CORE_CHANNELS) | own | gates
+    assert state_keys(graph) == set(CORE_CHANNELS) | own | gates | timed
 
 
 def test_a_write_outside_the_channels_fails_under_the_check(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(CHECK_WRITES_ENV, "1")
-    graph = new_graph(False)
+    graph = new_graph(frozenset())
     add_node(graph, "typo", lambda state: {"outputs": {"typo": 1}, "verdict": "x"})
     graph.add_edge(START, "typo")
     graph.add_edge("typo", END)
@@ -93,7 +104,7 @@ def test_a_write_outside_the_channels_fails_under_the_check(
 
 def test_without_the_check_nodes_are_added_as_they_are(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(CHECK_WRITES_ENV, raising=False)
-    graph = new_graph(False)
+    graph = new_graph(frozenset())
 
     def node(state: dict[str, Any]) -> dict[str, Any]:
         return {"outputs": {"n": 1}}
