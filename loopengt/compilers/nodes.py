@@ -141,11 +141,15 @@ def failed_after(what: str, attempt: int, exc: Exception) -> str:
     return f"{what} failed after {attempt} attempt(s): {explain_model_error(exc)}"
 
 
+# built once: json.dumps with options builds a new encoder on every call
+INPUT_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+
+
 def context_parts(ctx: CompileContext, state: LoopState) -> list[str]:
     """What every agent is told first: the goal and the run input."""
     parts = [f"Goal: {ctx.spec.goal}"]
     if state.get("input"):
-        parts.append("Run input:\n" + json.dumps(state["input"], ensure_ascii=False, default=str))
+        parts.append("Run input:\n" + INPUT_ENCODER.encode(state["input"]))
     return parts
 
 
@@ -308,7 +312,9 @@ class StepNode:
         update["outputs"] = {self.step.name: output}
         if self.gate is not None and (state.get("feedback") or {}).get(self.step.name):
             update["feedback"] = {self.step.name: ""}
-        halted = stop_condition(self.ctx, self.step.name, output)
+        halted = None
+        if self.ctx.spec.policy.stop_conditions:
+            halted = stop_condition(self.ctx, self.step.name, output)
         if not halted and self.ctx.spec.policy.budget.limited:
             halted = budget_stop(self.ctx, add_numbers(state.get("usage"), update["usage"]))
         if halted:

@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable
 from typing import Annotated, Any, TypedDict, get_type_hints
 
-from langchain_core.messages import AnyMessage
+from langchain_core.messages import AnyMessage, BaseMessage, BaseMessageChunk, RemoveMessage
 from langgraph.graph import StateGraph
 from langgraph.graph.message import add_messages
 
@@ -65,9 +65,31 @@ def gravest_status(left: str | None, right: str | None) -> str | None:
     return left if _STATUS_RANK.get(left, 0) >= _STATUS_RANK.get(right, 0) else right
 
 
+def append_messages(left: list[Any], right: Any) -> list[Any]:
+    """``add_messages``, with a shortcut for what our nodes write: new messages that already
+    have ids are appended as they are. Anything else (ids to replace, RemoveMessage, chunks,
+    dicts, tuples) goes through ``add_messages``, which converts them and adds ids."""
+    if isinstance(right, list) and isinstance(left, list):
+        old_ids = {m.id for m in left if isinstance(m, BaseMessage)}
+        new_ids = {
+            m.id
+            for m in right
+            if isinstance(m, BaseMessage) and not isinstance(m, BaseMessageChunk | RemoveMessage)
+        }
+        if (
+            len(old_ids) == len(left)
+            and len(new_ids) == len(right)
+            and None not in new_ids
+            and "" not in new_ids
+            and old_ids.isdisjoint(new_ids)
+        ):
+            return left + right
+    return add_messages(left, right)  # type: ignore[return-value]
+
+
 class LoopState(TypedDict, total=False):
     input: dict[str, Any]
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Annotated[list[AnyMessage], append_messages]
     outputs: Annotated[dict[str, Any], merge_dicts]
     mapped: Annotated[dict[str, dict[int, Any]], merge_mapped]
     turns: Annotated[int, operator.add]

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 import pytest
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, RemoveMessage
 from langgraph.graph import END, START
+from langgraph.graph.message import add_messages
 
 from loopengt.compile import compile_spec
 from loopengt.compilers.state import (
@@ -17,6 +19,7 @@ from loopengt.compilers.state import (
     GATE_CHANNELS,
     LoopState,
     add_node,
+    append_messages,
     new_graph,
 )
 from loopengt.spec import load_spec
@@ -112,3 +115,30 @@ def test_without_the_check_nodes_are_added_as_they_are(monkeypatch: pytest.Monke
     add_node(graph, "n", node)
 
     assert graph.nodes["n"].runnable.func is node  # type: ignore[attr-defined]
+
+
+LEFT = [AIMessage("one", id="a0"), AIMessage("two", id="a1")]
+
+
+@pytest.mark.parametrize(
+    "right",
+    [
+        [AIMessage("three", id="b")],  # the shortcut: a new message with an id
+        [HumanMessage("no id yet")],
+        [AIMessage("replaces two", id="a1")],
+        [RemoveMessage(id="a0")],
+        [AIMessageChunk("a chunk", id="c1")],
+        [AIMessage("x", id="d"), AIMessage("y", id="d")],
+        [("user", "a tuple")],
+    ],
+)
+def test_append_messages_gives_what_add_messages_gives(right: list[Any]) -> None:
+    def shape(messages: list[Any]) -> list[tuple[str, Any, bool]]:
+        return [(type(m).__name__, m.content, bool(m.id)) for m in messages]
+
+    ours, theirs = append_messages(list(LEFT), right), add_messages(list(LEFT), right)
+
+    assert shape(ours) == shape(theirs)
+    assert [m.id for m in ours if m.id in ("a0", "a1", "b", "c1", "d")] == [
+        m.id for m in theirs if m.id in ("a0", "a1", "b", "c1", "d")
+    ]
