@@ -7,11 +7,15 @@ import functools
 import operator
 import os
 from collections.abc import Callable
-from typing import Annotated, Any, TypedDict, get_type_hints
+from typing import Annotated, Any, get_type_hints
 
 from langchain_core.messages import AnyMessage, BaseMessage, BaseMessageChunk, RemoveMessage
 from langgraph.graph import StateGraph
 from langgraph.graph.message import add_messages
+
+# pydantic (LangGraph's JSON schemas, which Studio shows) needs typing_extensions' TypedDict
+# before Python 3.12
+from typing_extensions import TypedDict
 
 STATUS_RUNNING = "running"
 STATUS_COMPLETED = "completed"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, get_type_hints
 
+import jsonschema
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, RemoveMessage
 from langgraph.graph import END, START
@@ -90,6 +91,17 @@ def test_each_pattern_adds_only_its_own_channels(example: str, own: set[str]) ->
     graph = compile_spec(spec, models=step_echo(), check_models=False)
 
     assert state_keys(graph) == set(CORE_CHANNELS) | own | gates | timed
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_every_compiled_graph_has_json_schemas_for_studio(example: str) -> None:
+    graph = compile_spec(load_spec(EXAMPLES / example), models=step_echo(), check_models=False)
+
+    inputs, outputs = graph.get_input_jsonschema(), graph.get_output_jsonschema()
+
+    assert {"input", "outputs", "stop_reason"} <= set(inputs["properties"])
+    assert outputs["properties"]["stop_reason"]["anyOf"] == [{"type": "string"}, {"type": "null"}]
+    jsonschema.Draft202012Validator.check_schema(outputs)
 
 
 def test_a_write_outside_the_channels_fails_under_the_check(
