@@ -4,6 +4,7 @@ output, gate and stop conditions — and results written to the shared state."""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import re
 import threading
@@ -104,8 +105,9 @@ def call_with_timeout(
         except BaseException as exc:  # handed to the caller's thread below
             box["error"] = exc
 
-    # a daemon thread: a model call that hangs must not keep the process alive
-    worker = threading.Thread(target=target, daemon=True)
+    # a daemon thread: a model call that hangs must not keep the process alive; it runs in
+    # a copy of this context, which carries the node's config to the model call
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(target,), daemon=True)
     worker.start()
     worker.join(seconds)
     if worker.is_alive():
@@ -172,13 +174,14 @@ class ModelCalls:
         self.replies: list[AIMessage] = []
 
     def __call__(self, model: Any, messages: list[BaseMessage]) -> AIMessage:
+        # no config argument: LangChain takes the node's config (callbacks, tags, metadata)
+        # from the context LangGraph sets around the node, and passing it as well costs a
+        # second config merge on every call
         if self.deadline is None:
-            reply = model.invoke(messages, self.config)
+            reply = model.invoke(messages)
         else:
             remaining = max(0.0, self.deadline - time.monotonic())
-            reply = call_with_timeout(
-                lambda: model.invoke(messages, self.config), remaining, self.timeout
-            )
+            reply = call_with_timeout(lambda: model.invoke(messages), remaining, self.timeout)
         if not isinstance(reply, AIMessage):
             reply = AIMessage(content=str(getattr(reply, "content", reply)))
         self.replies.append(reply)

@@ -162,7 +162,7 @@ def effective_requires(spec: LoopSpec, roles: FanOutRoles) -> dict[str, list[str
 def build(ctx: CompileContext) -> Graph:
     spec = ctx.spec
     roles = fan_out_roles(spec)
-    graph: Graph = new_graph(ctx.channels("mapped", "item", "item_index"))
+    graph: Graph = new_graph(ctx.channels("mapped"))
     requires = effective_requires(spec, roles)
     has_dependants = {dep for deps in requires.values() for dep in deps}
     exits: dict[str, str] = {}

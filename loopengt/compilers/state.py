@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, get_type_hints
 
 from langchain_core.messages import AnyMessage, BaseMessage, BaseMessageChunk, RemoveMessage
+from langgraph.channels.binop import BinaryOperatorAggregate
 from langgraph.graph import StateGraph
 from langgraph.graph.message import add_messages
 
@@ -91,6 +92,19 @@ def append_messages(left: list[Any], right: Any) -> list[Any]:
     return add_messages(left, right)  # type: ignore[return-value]
 
 
+class StartsAsNone(BinaryOperatorAggregate[Any]):
+    """A reducer channel for an optional value that holds None until first written.
+    LangGraph's own starts empty, and it raises and catches EmptyChannelError for an empty
+    channel on every node's read and every step's output, which showed in every run's
+    time (benchmarks/compile_overhead.py)."""
+
+    __slots__ = ()
+
+    def __init__(self, typ: Any, operator: Callable[[Any, Any], Any]) -> None:
+        super().__init__(typ, operator)
+        self.value = None
+
+
 class LoopState(TypedDict, total=False):
     input: dict[str, Any]
     messages: Annotated[list[AnyMessage], append_messages]
@@ -104,13 +118,13 @@ class LoopState(TypedDict, total=False):
     verdicts: Annotated[dict[str, Any], merge_dicts]
     errors: Annotated[list[dict[str, Any]], operator.add]
     usage: Annotated[dict[str, float], add_numbers]
-    stop_reason: Annotated[str | None, first_set]
-    status: Annotated[str | None, gravest_status]
-    started_at: Annotated[float | None, first_set]
+    stop_reason: Annotated[str | None, StartsAsNone(str | None, first_set)]
+    status: Annotated[str | None, StartsAsNone(str | None, gravest_status)]
+    started_at: Annotated[float | None, StartsAsNone(float | None, first_set)]
     next_worker: str | None
     task: str | None
     active_agent: str | None
-    # set by Send for one mapped branch only
+    # in the Send payload of one mapped branch only; never channels
     item: Any
     item_index: int
 

@@ -5,8 +5,10 @@ structured outputs, function tools, per-agent models, and the async/stream entry
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
 from loopengt.compile import compile_spec
@@ -248,3 +250,25 @@ def test_stream_values_ends_with_the_final_state() -> None:
     assert values[-1]["outputs"] == {"draft": "a draft", "review": "looks fine"}
     assert values[-1]["status"] == "completed"
     assert [sorted(v.get("outputs", {})) for v in values] == [[], ["draft"], ["draft", "review"]]
+
+
+class ModelStarts(BaseCallbackHandler):
+    """Which node each model call ran in, as the callbacks of the run config see it."""
+
+    def __init__(self) -> None:
+        self.nodes: list[str] = []
+
+    def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+        self.nodes.append((kwargs.get("metadata") or {}).get("langgraph_node", "?"))
+
+
+@pytest.mark.parametrize("timeout", ["", "step_timeout_seconds: 30"])
+def test_model_calls_get_the_run_config_callbacks(timeout: str) -> None:
+    """Model calls take the node's config from the context; under a step timeout they run
+    in a thread, which must carry that context too."""
+    spec = DIAMOND.replace("policy: {max_turns: 10}", f"policy: {{max_turns: 10, {timeout}}}")
+    handler = ModelStarts()
+
+    compile_spec(spec_of(spec), models=step_echo()).invoke({"input": {}}, {"callbacks": [handler]})
+
+    assert sorted(handler.nodes) == ["a", "b", "c", "d"]

@@ -76,7 +76,7 @@ def test_a_total_time_limit_adds_started_at() -> None:
 @pytest.mark.parametrize(
     ("example", "own"),
     [
-        ("parallel-review.yaml", {"mapped", "item", "item_index"}),
+        ("parallel-review.yaml", {"mapped"}),
         ("review-loop.yaml", {"verdicts", "feedback"}),
         ("supervisor-team.yaml", {"next_worker", "task", "feedback"}),
         ("support-handoff.yaml", {"active_agent", "task"}),
