@@ -26,7 +26,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.graph import END, START, StateGraph
 
 from loopengt.compile import compile_spec
-from loopengt.compilers.state import LoopState, new_usage
+from loopengt.compilers.state import CORE_CHANNELS, new_usage, state_schema
 from loopengt.spec import load_spec_text
 
 TARGET = 1.10
@@ -227,7 +227,9 @@ def wall_table(runs: int) -> None:
                 walls.append(time.perf_counter() - start)
             ratio = statistics.median(walls) / BRANCH_SLEEP
             wall = statistics.median(walls) * 1e3
-            print(f"{name:<14}{label:<20}{wall:>9.1f}{ratio:>10.2f}x  {verdict(ratio)}")
+            # the target is loopengt's; the hand-written rows show what plain LangGraph does
+            mark = verdict(ratio) if name == "compiled" else ""
+            print(f"{name:<14}{label:<20}{wall:>9.1f}{ratio:>10.2f}x  {mark}")
     print(f"(thread pool default here: {min(32, (os.cpu_count() or 1) + 4)} workers)")
 
 
@@ -236,10 +238,11 @@ def breakdown_table(rounds: int) -> None:
     ingredient of the compiled graph at a time, ending with the compiled spec itself."""
     instant = InstantModel()
     topo, models = chain_topology(), dict.fromkeys(chain_topology(), instant)
+    core = state_schema(frozenset())
     variants = {
         "hand-written, 2-key state": hand_graph(topo, models),
-        "+ LoopState schema (21 channels)": hand_graph(topo, models, LoopState),
-        "+ turns/visits/usage/messages writes": hand_graph(topo, models, LoopState, True),
+        f"+ core state ({len(CORE_CHANNELS)} channels)": hand_graph(topo, models, core),
+        "+ turns/visits/usage/messages writes": hand_graph(topo, models, core, True),
         "compiled spec (StepNode, retry, ...)": compiled(chain_spec(), instant),
     }
     for _ in range(30):
