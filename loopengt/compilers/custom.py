@@ -23,12 +23,13 @@ from langgraph.runtime import Runtime
 
 from loopengt.compilers.context import CompileContext
 from loopengt.compilers.gates import as_text, load_verifier, run_verifier
-from loopengt.compilers.nodes import StepNode, Update
+from loopengt.compilers.nodes import StepNode
 from loopengt.compilers.sequential import add_step
 from loopengt.compilers.state import (
     STATUS_COMPLETED,
     Graph,
     LoopState,
+    Update,
     add_node,
     add_router,
     new_graph,

@@ -28,12 +28,13 @@ from langgraph.runtime import Runtime
 
 from loopengt.compilers.context import CompileContext, describe_agent
 from loopengt.compilers.gates import as_text
-from loopengt.compilers.nodes import StepNode, Update, retry_policy, stop
+from loopengt.compilers.nodes import StepNode, retry_policy, stop
 from loopengt.compilers.sequential import add_step
 from loopengt.compilers.state import (
     STATUS_COMPLETED,
     Graph,
     LoopState,
+    Update,
     add_node,
     add_router,
     new_graph,

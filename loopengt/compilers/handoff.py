@@ -22,9 +22,8 @@ from langgraph.types import Command
 from pydantic import BaseModel, Field
 
 from loopengt.compilers.context import CompileContext, describe_agent
+from loopengt.compilers.model_calls import ModelCalls
 from loopengt.compilers.nodes import (
-    ModelCalls,
-    Update,
     attempt_or_raise,
     context_parts,
     failed_after,
@@ -35,7 +34,7 @@ from loopengt.compilers.nodes import (
     stop,
     stop_condition,
 )
-from loopengt.compilers.state import STATUS_COMPLETED, Graph, LoopState, add_node, new_graph
+from loopengt.compilers.state import STATUS_COMPLETED, Graph, LoopState, Update, add_node, new_graph
 from loopengt.compilers.tool_loop import run_tool
 from loopengt.spec.models import AgentRole, StepSpec
 from loopengt.spec.roles import handoff_entry, step_agent

@@ -4,17 +4,14 @@ output, gate and stop conditions — and results written to the shared state."""
 
 from __future__ import annotations
 
-import contextvars
 import json
 import re
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from langchain_core.exceptions import ModelConnectionError, ModelRateLimitError, ModelTimeoutError
 from langchain_core.messages import (
-    AIMessage,
     BaseMessage,
     HumanMessage,
     SystemMessage,
@@ -25,29 +22,22 @@ from langgraph.types import RetryPolicy, interrupt
 
 from loopengt.compilers.context import CompileContext, describe_agent, step_gate
 from loopengt.compilers.gates import as_text, evaluate_gate
+from loopengt.compilers.model_calls import ModelCalls, StepTimeoutError
 from loopengt.compilers.state import (
     STATUS_COMPLETED,
     STATUS_FAILED,
     STATUS_REJECTED,
     STATUS_STOPPED,
     LoopState,
+    Update,
     add_numbers,
-    new_usage,
 )
 from loopengt.compilers.structured import StructuredOutputError, structured_call
 from loopengt.compilers.tool_loop import run_tool_loop
 from loopengt.errors import LoopengtError
 from loopengt.model_errors import explain_model_error
-from loopengt.pricing import cost_usd
 from loopengt.spec.models import StepSpec
 from loopengt.templating import render
-
-Update = dict[str, Any]
-
-
-class StepTimeoutError(TimeoutError):
-    """A step's model call ran past step_timeout_seconds (retried per policy)."""
-
 
 # ConnectionError and TimeoutError include StepTimeoutError; the Model* classes are what
 # LangChain integrations (e.g. langchain-openai 1.x) raise for connection, timeout and 429
@@ -90,33 +80,6 @@ def is_transient(exc: Exception) -> bool:
     return any(c.__name__ in TRANSIENT_NAMES for c in type(exc).__mro__)
 
 
-def call_with_timeout(
-    func: Callable[[], AIMessage], seconds: float | None, limit: float | None = None
-) -> AIMessage:
-    """Run ``func`` for at most ``seconds``; ``limit`` is the configured step timeout the
-    error names (``seconds`` is what is left of it)."""
-    if seconds is None:
-        return func()
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = func()
-        except BaseException as exc:  # handed to the caller's thread below
-            box["error"] = exc
-
-    # a daemon thread: a model call that hangs must not keep the process alive; it runs in
-    # a copy of this context, which carries the node's config to the model call
-    worker = threading.Thread(target=contextvars.copy_context().run, args=(target,), daemon=True)
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
-        raise StepTimeoutError(f"no answer within the step timeout of {limit or seconds:g}s")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]  # type: ignore[no-any-return]  # set by target() when no error
-
-
 def started(ctx: CompileContext, state: LoopState) -> Update:
     """The run's start time, written by whichever node runs first when there is a total
     time limit (the only use of it)."""
@@ -153,47 +116,6 @@ def context_parts(ctx: CompileContext, state: LoopState) -> list[str]:
     if state.get("input"):
         parts.append("Run input:\n" + INPUT_ENCODER.encode(state["input"]))
     return parts
-
-
-def usage_of(message: AIMessage) -> Update:
-    meta = message.usage_metadata
-    if meta is None:
-        return new_usage(0, 0, 0.0)
-    tokens_in, tokens_out = meta.get("input_tokens", 0), meta.get("output_tokens", 0)
-    model = message.response_metadata.get("model_name")
-    return new_usage(tokens_in, tokens_out, cost_usd(model, tokens_in, tokens_out))
-
-
-class ModelCalls:
-    """Model calls of one node execution: applies the timeout, keeps usage and replies."""
-
-    def __init__(self, config: RunnableConfig, timeout: float | None) -> None:
-        self.config = config
-        self.timeout = timeout
-        self.deadline = None if timeout is None else time.monotonic() + timeout
-        self.replies: list[AIMessage] = []
-
-    def __call__(self, model: Any, messages: list[BaseMessage]) -> AIMessage:
-        # no config argument: LangChain takes the node's config (callbacks, tags, metadata)
-        # from the context LangGraph sets around the node, and passing it as well costs a
-        # second config merge on every call
-        if self.deadline is None:
-            reply = model.invoke(messages)
-        else:
-            remaining = max(0.0, self.deadline - time.monotonic())
-            reply = call_with_timeout(lambda: model.invoke(messages), remaining, self.timeout)
-        if not isinstance(reply, AIMessage):
-            reply = AIMessage(content=str(getattr(reply, "content", reply)))
-        self.replies.append(reply)
-        return reply
-
-    def usage(self) -> Update:
-        if len(self.replies) == 1:
-            return usage_of(self.replies[0])
-        total: Update = {}
-        for reply in self.replies:
-            total = add_numbers(total, usage_of(reply))
-        return total
 
 
 def default_prompt(

@@ -23,13 +23,14 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from loopengt.compilers.context import CompileContext
-from loopengt.compilers.nodes import StepNode, Update, noop, retry_policy, stop
+from loopengt.compilers.nodes import StepNode, noop, retry_policy, stop
 from loopengt.compilers.sequential import add_step, wire
 from loopengt.compilers.state import (
     STATUS_COMPLETED,
     STATUS_FAILED,
     Graph,
     LoopState,
+    Update,
     add_node,
     add_router,
     new_graph,

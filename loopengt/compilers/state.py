@@ -140,6 +140,7 @@ def new_usage(input_tokens: int, output_tokens: int, cost_usd: float) -> dict[st
 
 
 Graph = StateGraph[Any, Any, Any, Any]
+Update = dict[str, Any]  # what a node returns: state keys to write through their reducers
 
 # Every compiled graph has these channels; the others only where its pattern or the spec's
 # gates use them. LangGraph does work per channel on every superstep, so unused channels

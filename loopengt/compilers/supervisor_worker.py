@@ -20,10 +20,9 @@ from langgraph.types import Command
 
 from loopengt.compilers.context import CompileContext, describe_agent
 from loopengt.compilers.gates import as_text
+from loopengt.compilers.model_calls import ModelCalls
 from loopengt.compilers.nodes import (
-    ModelCalls,
     StepNode,
-    Update,
     attempt_or_raise,
     context_parts,
     failed_after,
@@ -37,6 +36,7 @@ from loopengt.compilers.state import (
     STATUS_COMPLETED,
     Graph,
     LoopState,
+    Update,
     add_node,
     add_router,
     new_graph,

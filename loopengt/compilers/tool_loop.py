@@ -14,7 +14,7 @@ from langchain_core.tools import BaseTool
 from loopengt.compilers.gates import as_text
 
 if TYPE_CHECKING:
-    from loopengt.compilers.nodes import ModelCalls
+    from loopengt.compilers.model_calls import ModelCalls
 
 
 def run_tool_loop(

@@ -84,7 +84,7 @@ def response_fields(response: Any, model: str | None, max_chars: int | None) -> 
         "tool_calls": tool_calls_of(message, max_chars),
         "input_tokens": tokens_in,
         "output_tokens": tokens_out,
-        # priced like the run's usage (loopengt.compilers.nodes.usage_of): by the model that
+        # priced like the run's usage (loopengt.compilers.model_calls.usage_of): by the model that
         # answered, falling back to the one asked for
         "cost_usd": cost_usd(answered_by, tokens_in, tokens_out),
     }
