@@ -346,6 +346,25 @@ def test_invalid_names() -> None:
     ]
 
 
+def test_double_underscore_names_are_reserved_for_generated_nodes() -> None:
+    """A gated step `a` adds the node `a__passed`: a step of that name would collide."""
+    assert problems(
+        """\
+        name: demo
+        goal: Summarise
+        agents: [{name: boss__}]
+        steps:
+          - {name: a, gate: {kind: regex, pattern: x}}
+          - {name: a__passed, depends_on: [a]}
+        """
+    ) == [
+        "loop.yaml:3:17: agents[0].name: invalid name 'boss__': "
+        "'__' is reserved for the nodes loopengt adds",
+        "loop.yaml:6:12: steps[1].name: invalid name 'a__passed': "
+        "'__' is reserved for the nodes loopengt adds",
+    ]
+
+
 # --- references ---------------------------------------------------------------------------
 
 

@@ -72,6 +72,13 @@ class _Checker:
                     (key, i, "name"),
                     f"invalid name {name!r}: use letters, digits, '_' and '-' only",
                 )
+            elif "__" in name and key in ("agents", "steps"):
+                # they name graph nodes, and loopengt's own nodes are STEP__passed,
+                # STEP__join, STEP__dispatch (LangGraph's __start__ and __end__)
+                self.add(
+                    (key, i, "name"),
+                    f"invalid name {name!r}: '__' is reserved for the nodes loopengt adds",
+                )
             if name in seen:
                 kind = key[:-1]
                 self.add(
