@@ -40,7 +40,9 @@ def test_twenty_runs_at_once_share_one_database(
     project = make_project(tmp_path, server.base_url)
     spec = write_spec(project, "many.yaml", TWO_STEPS)
     procs = {
-        f"c{i:02d}": start_loopengt(project, "run", spec, "--run-id", f"c{i:02d}", "-i", f"n={i}")
+        f"c{i:02d}": start_loopengt(
+            project, "--debug", "run", spec, "--run-id", f"c{i:02d}", "-i", f"n={i}"
+        )
         for i in range(RUNS)
     }
     finished = {run_id: (proc, *finish(proc, timeout=120)) for run_id, proc in procs.items()}
