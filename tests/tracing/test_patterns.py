@@ -9,21 +9,8 @@ from pathlib import Path
 from loopengt.compile import compile_spec
 from loopengt.tracing import node_agents
 from tests.compilers.helpers import fake, spec_of, step_echo
+from tests.compilers.test_parallel_fan_out import BRANCHES
 from tests.tracing.runner import kinds, lines_of, record
-
-BRANCHES = """
-    name: fan
-    goal: Compare three sources.
-    pattern: parallel_fan_out
-    agents: [{name: reader}]
-    steps:
-      - {name: a, description: Read source A.}
-      - {name: b, description: Read source B.}
-      - {name: c, description: Read source C.}
-      - {name: merge, description: Merge the notes.}
-    fan_out: {branches: [a, b, c], aggregator: merge}
-    policy: {max_turns: 10}
-"""
 
 
 def test_parallel_branches_record_from_several_threads(tmp_path: Path) -> None:
