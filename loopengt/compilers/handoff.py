@@ -24,10 +24,8 @@ from pydantic import BaseModel, Field
 from loopengt.compilers.context import CompileContext, describe_agent
 from loopengt.compilers.model_calls import ModelCalls
 from loopengt.compilers.nodes import (
-    attempt_or_raise,
     context_parts,
-    failed_after,
-    failure,
+    failed_call,
     policy_halt,
     retry_policy,
     started,
@@ -200,9 +198,8 @@ class AgentNode:
                 self.agent.max_tool_calls,
             )
         except Exception as exc:
-            attempt = attempt_or_raise(exc, self.ctx, runtime)
-            reason = failed_after(f"agent {self.agent.name!r}", attempt, exc)
-            failed = failure(self.agent.name, reason)
+            what = f"agent {self.agent.name!r}"
+            failed = failed_call(exc, self.ctx, runtime, what, self.agent.name)
             return Command(goto=END, update={**update, **failed, "usage": calls.usage()})
         update["usage"] = calls.usage()
         update["messages"] = [prompt, *outcome.recorded]

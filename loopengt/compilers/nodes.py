@@ -93,17 +93,19 @@ def failure(name: str, reason: str, status: str = STATUS_FAILED) -> Update:
     return {"errors": [{"step": name, "error": reason}], **stop(f"error: {reason}", status)}
 
 
-def attempt_or_raise(exc: Exception, ctx: CompileContext, runtime: Runtime) -> int:
-    """Re-raise a transient error while attempts remain, so LangGraph's RetryPolicy runs the
-    node again after a backoff; else return how many attempts were made."""
+def failed_call(
+    exc: Exception, ctx: CompileContext, runtime: Runtime, what: str, node: str
+) -> Update:
+    """The update of a node whose model call failed: a transient error is re-raised while
+    attempts remain, so LangGraph's RetryPolicy runs the node again after a backoff; after
+    that the run ends, ``stopped`` by a step timeout and ``failed`` by anything else."""
     attempt = runtime.execution_info.node_attempt if runtime.execution_info else 1
     if is_transient(exc) and attempt < ctx.spec.policy.retry.attempts:
         raise exc
-    return attempt
-
-
-def failed_after(what: str, attempt: int, exc: Exception) -> str:
-    return f"{what} failed after {attempt} attempt(s): {explain_model_error(exc)}"
+    reason = f"{what} failed after {attempt} attempt(s): {explain_model_error(exc)}"
+    return failure(
+        node, reason, STATUS_STOPPED if isinstance(exc, StepTimeoutError) else STATUS_FAILED
+    )
 
 
 # built once: json.dumps with options builds a new encoder on every call
@@ -219,17 +221,15 @@ class StepNode:
         except StructuredOutputError as exc:
             return {**update, **failure(self.step.name, str(exc)), "usage": calls.usage()}
         except Exception as exc:
-            attempt = attempt_or_raise(exc, self.ctx, runtime)
-            reason = failed_after(f"step {self.step.name!r}", attempt, exc)
-            status = STATUS_STOPPED if isinstance(exc, StepTimeoutError) else STATUS_FAILED
-            return {**update, **failure(self.step.name, reason, status), "usage": calls.usage()}
+            failed = failed_call(exc, self.ctx, runtime, f"step {self.step.name!r}", self.step.name)
+            return {**update, **failed, "usage": calls.usage()}
         update["messages"] = [m for m in recorded if isinstance(m, BaseMessage)]
         try:
             gate_update, passed = self.check_gate(state, output, calls)
         except Exception as exc:  # an llm_judge's model call fails like the step's own
-            attempt = attempt_or_raise(exc, self.ctx, runtime)
-            reason = failed_after(f"gate on step {self.step.name!r}", attempt, exc)
-            return {**update, **failure(self.step.name, reason), "usage": calls.usage()}
+            what = f"gate on step {self.step.name!r}"
+            failed = failed_call(exc, self.ctx, runtime, what, self.step.name)
+            return {**update, **failed, "usage": calls.usage()}
         update.update(gate_update)
         update["usage"] = calls.usage()  # after the gate: a judge's calls count too
         if not passed:

@@ -23,9 +23,8 @@ from loopengt.compilers.gates import as_text
 from loopengt.compilers.model_calls import ModelCalls
 from loopengt.compilers.nodes import (
     StepNode,
-    attempt_or_raise,
     context_parts,
-    failed_after,
+    failed_call,
     failure,
     policy_halt,
     retry_policy,
@@ -140,9 +139,8 @@ class SupervisorNode:
             failed = failure(self.agent.name, str(exc))
             return Command(goto=END, update={**update, **failed, "usage": calls.usage()})
         except Exception as exc:
-            attempt = attempt_or_raise(exc, self.ctx, runtime)
-            why = failed_after(f"supervisor {self.agent.name!r}", attempt, exc)
-            failed = failure(self.agent.name, why)
+            what = f"supervisor {self.agent.name!r}"
+            failed = failed_call(exc, self.ctx, runtime, what, self.agent.name)
             return Command(goto=END, update={**update, **failed, "usage": calls.usage()})
         update["usage"] = calls.usage()
         target = decision["next"]

@@ -255,3 +255,15 @@ def test_transient_supervisor_error_is_retried_by_the_retry_policy() -> None:
     assert boss.calls == 2
     assert state["status"] == "completed"
     assert state["turns"] == 1  # the failed attempt's update was discarded
+
+
+def test_supervisor_timeout_stops_the_run_as_a_step_timeout_does() -> None:
+    limits = "      step_timeout_seconds: 0.05\n      retry: {attempts: 2, backoff_seconds: 0}\n"
+    spec = TEAM.replace("      max_turns: 20\n", "      max_turns: 20\n" + limits)
+    boss = fake(route("FINISH"), sleep=0.3)
+    _, state = run(team(boss, spec), {"input": {}})
+
+    assert boss.calls == 2
+    assert state["status"] == "stopped"
+    assert state["stop_reason"].startswith("error: supervisor 'boss' failed after 2 attempt(s)")
+    assert state["stop_reason"].endswith("no answer within the step timeout of 0.05s")
