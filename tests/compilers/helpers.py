@@ -141,3 +141,8 @@ def run_streamed(graph: Any, payload: Any) -> tuple[list[str], dict[str, Any]]:
         else:
             state = chunk
     return order, state
+
+
+def tool_call(name: str, args: dict[str, Any], call_id: str) -> AIMessage:
+    """A model reply that asks for one tool call."""
+    return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": call_id}])

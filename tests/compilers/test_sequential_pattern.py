@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import HumanMessage, SystemMessage, ToolMessage
 
 from loopengt.compile import compile_spec
 from loopengt.errors import UserInputError
-from tests.compilers.helpers import fake, node_order, spec_of, step_echo, supersteps
+from tests.compilers.helpers import fake, node_order, spec_of, step_echo, supersteps, tool_call
 
 DIAMOND = """
     name: diamond
@@ -159,12 +159,8 @@ TOOL_SPEC = """
 """
 
 
-def call(name: str, args: dict[str, object], call_id: str) -> AIMessage:
-    return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": call_id}])
-
-
 def test_function_tool_is_called_and_its_result_goes_back_to_the_model() -> None:
-    model = fake(call("add", {"a": 2, "b": 3}, "c1"), "The sum is 5.")
+    model = fake(tool_call("add", {"a": 2, "b": 3}, "c1"), "The sum is 5.")
     graph = compile_spec(spec_of(TOOL_SPEC), models=model)
 
     state = graph.invoke({"input": {}})
@@ -185,7 +181,7 @@ def test_function_tool_is_called_and_its_result_goes_back_to_the_model() -> None
 
 
 def test_a_tool_that_raises_gives_the_error_text_to_the_model() -> None:
-    model = fake(call("explode", {"text": "x"}, "c9"), "The tool failed; giving up politely.")
+    model = fake(tool_call("explode", {"text": "x"}, "c9"), "The tool failed; giving up politely.")
     graph = compile_spec(spec_of(TOOL_SPEC), models=model)
 
     state = graph.invoke({"input": {}})

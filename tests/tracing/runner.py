@@ -6,8 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from langchain_core.messages import AIMessage
-
 from loopengt.tracing import TraceRecorder, node_agents
 from loopengt.tracing.events import Event, read_events
 
@@ -66,7 +64,3 @@ def step_events(events: list[Event]) -> list[tuple[str, str]]:
 
 def lines_of(runs_dir: Path, run_id: str = "run-1") -> list[Event]:
     return read_events(runs_dir / f"{run_id}.jsonl")
-
-
-def tool_call(name: str, args: dict[str, Any], call_id: str) -> AIMessage:
-    return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": call_id}])

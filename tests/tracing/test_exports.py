@@ -24,8 +24,8 @@ from loopengt.errors import LoopengtError, UserInputError
 from loopengt.tracing.events import Trace
 from loopengt.tracing.exports import load_run, load_trace, to_json, to_jsonl, to_markdown, to_otel
 from loopengt.tracing.render import render_tree
-from tests.compilers.helpers import fake, spec_of, with_usage
-from tests.tracing.runner import record, tool_call
+from tests.compilers.helpers import fake, spec_of, tool_call, with_usage
+from tests.tracing.runner import record
 
 SPEC = """
     name: calc

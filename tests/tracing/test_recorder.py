@@ -14,8 +14,9 @@ from langgraph.types import Command
 from loopengt.compile import compile_spec
 from loopengt.tracing import TraceRecorder
 from loopengt.tracing.events import read_events
-from tests.compilers.helpers import fake, spec_of, with_usage
-from tests.tracing.runner import kinds, lines_of, record, step_events, tool_call
+from tests.compilers.helpers import fake, spec_of, tool_call, with_usage
+from tests.compilers.test_sequential_pattern import TOOL_SPEC
+from tests.tracing.runner import kinds, lines_of, record, step_events
 
 CHAIN = """
     name: chain
@@ -92,20 +93,8 @@ def test_model_calls_are_priced_by_model_name(tmp_path: Path) -> None:
     assert first["cost_usd"] == pytest.approx(0.15)
 
 
-TOOLS = """
-    name: tools
-    goal: Compute.
-    tools:
-      - {name: add, kind: function, function: "tests.compilers.helpers:add"}
-      - {name: explode, kind: function, function: "tests.compilers.helpers:explode"}
-    agents: [{name: calc, tools: [add, explode]}]
-    steps: [{name: sum}]
-    policy: {max_turns: 5}
-"""
-
-
 def test_tool_calls_with_results_and_errors(tmp_path: Path) -> None:
-    spec = spec_of(TOOLS)
+    spec = spec_of(TOOL_SPEC)
     model = fake(
         tool_call("add", {"a": 2, "b": 3}, "c1"),
         tool_call("explode", {"text": "x"}, "c2"),
