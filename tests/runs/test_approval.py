@@ -3,7 +3,6 @@ answer; `approve` continues to completion, `reject` ends the run as rejected."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from tests.runs.helpers import (
     stored_run,
     write_spec,
 )
-from tests.support.openai_server import ScriptedOpenAIServer, echo_responder
+from tests.support.openai_server import ScriptedOpenAIServer
 
 APPROVAL_SPEC = """
     name: release-notes
@@ -32,20 +31,14 @@ APPROVAL_SPEC = """
 
 
 @pytest.fixture
-def server() -> Iterator[ScriptedOpenAIServer]:
-    with ScriptedOpenAIServer(responder=echo_responder) as srv:
-        yield srv
-
-
-@pytest.fixture
-def project(tmp_path: Path, server: ScriptedOpenAIServer) -> Path:
-    root = make_project(tmp_path, server.base_url)
+def project(tmp_path: Path, echo_server: ScriptedOpenAIServer) -> Path:
+    root = make_project(tmp_path, echo_server.base_url)
     write_spec(root, "release.yaml", APPROVAL_SPEC)
     return root
 
 
 def test_run_waits_resume_refuses_approve_completes(
-    project: Path, server: ScriptedOpenAIServer
+    project: Path, echo_server: ScriptedOpenAIServer
 ) -> None:
     proc = loopengt(project, "run", "release.yaml", "--run-id", "r1")
     assert proc.returncode == 0, proc.stderr
@@ -55,7 +48,7 @@ def test_run_waits_resume_refuses_approve_completes(
     assert "waiting for approval: Publish the release notes?" in proc.stderr
     assert "loopengt approve r1" in proc.stderr
     assert "loopengt reject r1" in proc.stderr
-    assert server.request_count == 1  # publish has not called its model yet
+    assert echo_server.request_count == 1  # publish has not called its model yet
     record, state = stored_run(project, "r1")
     assert (record.status, record.ended_at) == ("waiting_approval", None)
     assert state["outputs"] == {"draft": "echo: draft the notes"}
@@ -77,7 +70,7 @@ def test_run_waits_resume_refuses_approve_completes(
         "draft": "echo: draft the notes",
         "publish": "echo: publish echo: draft the notes",
     }
-    assert server.request_count == 2  # draft was not run again
+    assert echo_server.request_count == 2  # draft was not run again
     record, state = stored_run(project, "r1")
     assert record.status == "completed"
     assert state["visits"] == {"draft": 1, "publish": 1}
@@ -90,7 +83,7 @@ def test_run_waits_resume_refuses_approve_completes(
     ]
 
 
-def test_reject_ends_the_run_rejected(project: Path, server: ScriptedOpenAIServer) -> None:
+def test_reject_ends_the_run_rejected(project: Path, echo_server: ScriptedOpenAIServer) -> None:
     proc = loopengt(project, "run", "release.yaml", "--run-id", "r2", "--json")
     assert proc.returncode == 0, proc.stderr
     result = result_json(proc)
@@ -106,7 +99,7 @@ def test_reject_ends_the_run_rejected(project: Path, server: ScriptedOpenAIServe
     assert "run r2  rejected" in rejected.stdout
     assert "stop reason: rejected: step 'publish' was not approved (not yet)" in rejected.stdout
     assert error_lines(rejected.stderr) == []
-    assert server.request_count == 1  # the rejected step never called its model
+    assert echo_server.request_count == 1  # the rejected step never called its model
     record, state = stored_run(project, "r2")
     assert record.status == "rejected"
     assert record.ended_at is not None
@@ -135,7 +128,7 @@ PARALLEL_APPROVALS = """
 
 
 def test_parallel_approvals_are_answered_one_at_a_time(
-    project: Path, server: ScriptedOpenAIServer, monkeypatch: pytest.MonkeyPatch
+    project: Path, echo_server: ScriptedOpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Python API: two steps wait at once, and LangGraph needs to be told which one an
     # answer is for; each `approve` answers the approval the previous result showed
@@ -158,4 +151,4 @@ def test_parallel_approvals_are_answered_one_at_a_time(
         "right": "echo: right",
         "merge": "echo: merge echo: left echo: right",
     }
-    assert server.request_count == 3
+    assert echo_server.request_count == 3

@@ -5,13 +5,10 @@ complete; the run index lists 20 runs with intact traces, and SQLite never repor
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.runs.helpers import finish, make_project, run_list, start_loopengt, write_spec
-from tests.support.openai_server import ScriptedOpenAIServer, echo_responder
+from tests.support.openai_server import ScriptedOpenAIServer
 
 RUNS = 20
 
@@ -28,16 +25,10 @@ TWO_STEPS = """
 """
 
 
-@pytest.fixture
-def server() -> Iterator[ScriptedOpenAIServer]:
-    with ScriptedOpenAIServer(responder=echo_responder) as srv:
-        yield srv
-
-
 def test_twenty_runs_at_once_share_one_database(
-    tmp_path: Path, server: ScriptedOpenAIServer
+    tmp_path: Path, echo_server: ScriptedOpenAIServer
 ) -> None:
-    project = make_project(tmp_path, server.base_url)
+    project = make_project(tmp_path, echo_server.base_url)
     spec = write_spec(project, "many.yaml", TWO_STEPS)
     procs = {
         f"c{i:02d}": start_loopengt(
@@ -51,8 +42,8 @@ def test_twenty_runs_at_once_share_one_database(
         assert "database is locked" not in stderr + stdout, f"{run_id}: {stderr}"
         assert proc.returncode == 0, f"{run_id}: {stderr}"
         assert f"run {run_id}  completed" in stdout
-    assert server.request_count == 2 * RUNS
-    assert server.errors == []
+    assert echo_server.request_count == 2 * RUNS
+    assert echo_server.errors == []
 
     listed = run_list(project)
     assert sorted(r["run_id"] for r in listed) == sorted(procs)

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import psycopg
 import pytest
 
 from loopengt.runs.storage import open_storage
-from tests.support.openai_server import ScriptedOpenAIServer, echo_responder, last_user_text
+from tests.support.openai_server import ScriptedOpenAIServer, last_user_text
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,15 +51,9 @@ APPROVAL = textwrap.dedent("""
 """)
 
 
-@pytest.fixture
-def llm() -> Iterator[ScriptedOpenAIServer]:
-    with ScriptedOpenAIServer(responder=echo_responder) as server:
-        yield server
-
-
-def machine(path: Path, llm: ScriptedOpenAIServer, *, storage: str | None = None) -> Path:
+def machine(path: Path, echo_server: ScriptedOpenAIServer, *, storage: str | None = None) -> Path:
     """A working directory whose only state is `.loopengt/config.toml` naming the model."""
-    config = f'[llm]\nmodel = "openai:test-model"\nbase_url = "{llm.base_url}"\n'
+    config = f'[llm]\nmodel = "openai:test-model"\nbase_url = "{echo_server.base_url}"\n'
     if storage:
         config += f'\n[storage]\ncheckpointer = "{storage}"\n'
     (path / ".loopengt").mkdir(parents=True)
@@ -115,9 +108,9 @@ def no_sqlite(*dirs: Path) -> None:
 
 
 def test_a_run_completes_and_is_indexed_in_postgres(
-    tmp_path: Path, postgres_url: str, llm: ScriptedOpenAIServer
+    tmp_path: Path, postgres_url: str, echo_server: ScriptedOpenAIServer
 ) -> None:
-    a = with_spec(machine(tmp_path / "a", llm))
+    a = with_spec(machine(tmp_path / "a", echo_server))
     result = json_out(
         loopengt(a, "run", "notes.yaml", "-i", "version=v2", "--run-id", "pg-plain",
                  "--checkpointer", postgres_url, "--json")
@@ -128,7 +121,7 @@ def test_a_run_completes_and_is_indexed_in_postgres(
         "draft": "echo: Draft notes for version v2.",
         "publish": "echo: Publish these notes: echo: Draft notes for version v2.",
     }
-    assert llm.request_count == 2
+    assert echo_server.request_count == 2
     listed = json_out(loopengt(a, "runs", "--checkpointer", postgres_url, "--json"))
     assert [(r["run_id"], r["status"], r["steps_done"]) for r in listed] == [
         ("pg-plain", "completed", 2)
@@ -141,10 +134,10 @@ def test_a_run_completes_and_is_indexed_in_postgres(
 
 
 def test_started_on_one_machine_approved_on_another(
-    tmp_path: Path, postgres_url: str, llm: ScriptedOpenAIServer
+    tmp_path: Path, postgres_url: str, echo_server: ScriptedOpenAIServer
 ) -> None:
-    a = with_spec(machine(tmp_path / "a", llm), approval=True)
-    b = machine(tmp_path / "b", llm)  # no spec, no runs, no database: only the model config
+    a = with_spec(machine(tmp_path / "a", echo_server), approval=True)
+    b = machine(tmp_path / "b", echo_server)  # no spec, no runs, no database: only the model config
     started = json_out(
         loopengt(a, "run", "notes.yaml", "-i", "version=v3", "--run-id", "pg-approve",
                  "--checkpointer", postgres_url, "--json")
@@ -152,7 +145,7 @@ def test_started_on_one_machine_approved_on_another(
     assert started["status"] == "waiting_approval"
     assert started["pending_approval"]["message"] == "Publish the notes?"
     assert started["outputs"] == {"draft": "echo: Draft notes for version v3."}
-    assert llm.request_count == 1
+    assert echo_server.request_count == 1
     assert index_rows(postgres_url) == [("pg-approve", "release-notes", "waiting_approval", 1)]
 
     assert sorted(p.name for p in (b / ".loopengt").iterdir()) == ["config.toml"]
@@ -167,8 +160,8 @@ def test_started_on_one_machine_approved_on_another(
         "publish": "echo: Publish these notes: echo: Draft notes for version v3.",
     }
     # the draft came from the checkpoint: only the publish step asked the model again
-    assert llm.request_count == 2
-    assert last_user_text(llm.requests[1]).startswith("Publish these notes:")
+    assert echo_server.request_count == 2
+    assert last_user_text(echo_server.requests[1]).startswith("Publish these notes:")
     listed = json_out(loopengt(b, "runs", "--checkpointer", postgres_url, "--json"))
     assert [(r["run_id"], r["status"]) for r in listed] == [("pg-approve", "completed")]
     assert index_rows(postgres_url) == [("pg-approve", "release-notes", "completed", 2)]
@@ -176,10 +169,10 @@ def test_started_on_one_machine_approved_on_another(
 
 
 def test_rejected_on_another_machine(
-    tmp_path: Path, postgres_url: str, llm: ScriptedOpenAIServer
+    tmp_path: Path, postgres_url: str, echo_server: ScriptedOpenAIServer
 ) -> None:
-    a = with_spec(machine(tmp_path / "a", llm), approval=True)
-    b = machine(tmp_path / "b", llm)
+    a = with_spec(machine(tmp_path / "a", echo_server), approval=True)
+    b = machine(tmp_path / "b", echo_server)
     started = loopengt(a, "run", "notes.yaml", "-i", "version=v4", "--run-id", "pg-reject",
                        "--checkpointer", postgres_url)  # fmt: skip
     assert started.returncode == 0, started.stderr
@@ -194,14 +187,14 @@ def test_rejected_on_another_machine(
     assert rejected["status"] == "rejected"
     assert rejected["stop_reason"].startswith("rejected: step 'publish' was not approved")
     assert list(rejected["outputs"]) == ["draft"]
-    assert llm.request_count == 1
+    assert echo_server.request_count == 1
     assert index_rows(postgres_url) == [("pg-reject", "release-notes", "rejected", 1)]
 
 
 def test_storage_section_of_config_selects_postgres(
-    tmp_path: Path, postgres_url: str, llm: ScriptedOpenAIServer
+    tmp_path: Path, postgres_url: str, echo_server: ScriptedOpenAIServer
 ) -> None:
-    a = with_spec(machine(tmp_path / "a", llm, storage=postgres_url))
+    a = with_spec(machine(tmp_path / "a", echo_server, storage=postgres_url))
     result = json_out(loopengt(a, "run", "notes.yaml", "-i", "version=v5", "--run-id",
                                "pg-config", "--json"))  # fmt: skip
     assert result["status"] == "completed"
@@ -220,9 +213,9 @@ def closed_port() -> int:
 
 @pytest.mark.parametrize("command", [["run", "notes.yaml", "-i", "version=1"], ["runs"]])
 def test_unreachable_server_is_one_line_and_exit_2(
-    tmp_path: Path, llm: ScriptedOpenAIServer, command: list[str]
+    tmp_path: Path, echo_server: ScriptedOpenAIServer, command: list[str]
 ) -> None:
-    a = with_spec(machine(tmp_path / "a", llm))
+    a = with_spec(machine(tmp_path / "a", echo_server))
     url = f"postgresql://loopengt@127.0.0.1:{closed_port()}/loopengt"
 
     result = loopengt(a, *command, "--checkpointer", url)
@@ -232,7 +225,7 @@ def test_unreachable_server_is_one_line_and_exit_2(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: checkpointer: cannot connect to PostgreSQL:")
     assert "refused" in lines[0]
-    assert llm.request_count == 0
+    assert echo_server.request_count == 0
     no_sqlite(a)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,12 +54,6 @@ TWO_STEPS = """
     policy:
       retry: {attempts: 2, backoff_seconds: 0.01, max_backoff_seconds: 0.01}
 """
-
-
-@pytest.fixture
-def echo_server() -> Iterator[ScriptedOpenAIServer]:
-    with ScriptedOpenAIServer(responder=echo_responder) as srv:
-        yield srv
 
 
 @pytest.fixture
