@@ -336,8 +336,10 @@ class RecordingChatModel(_CassetteModel):
     ) -> ChatResult:
         request = request_record(messages, self.bound_tool_records, kwargs)
         # no callbacks for the inner call: this wrapper's own run already reports the call
-        # (with the inner reply, its usage and model name), so traces count it once
-        reply = self.inner.invoke(messages, stop=stop, **kwargs)
+        # (with the inner reply, its usage and model name), so traces count it once. They
+        # must be emptied, not left out: left out, the inner call would take the node's
+        # callbacks from the context LangGraph sets
+        reply = self.inner.invoke(messages, {"callbacks": []}, stop=stop, **kwargs)
         if not isinstance(reply, AIMessage):
             reply = AIMessage(content=str(getattr(reply, "content", reply)))
         self.cassette.add(self.step(run_manager), request, response_record(reply))

@@ -21,6 +21,8 @@ from loopengt.compile import compile_spec
 from loopengt.errors import UserInputError
 from loopengt.redaction import REDACTED, redact
 from tests.compilers.helpers import RecordingFake, fake, node_order, spec_of, with_usage
+from tests.tracing.runner import kinds, lines_of
+from tests.tracing.runner import record as trace_run
 
 SEQ = """
     name: owls
@@ -95,6 +97,21 @@ def test_record_then_replay_gives_the_same_outputs_usage_and_node_order(
     # the same compiled graph replays again (answers are reused run after run)
     assert node_order(graph, INPUT) == ["plan", "count", "report"]
     assert model.calls == 3
+
+
+def test_a_recorded_run_traces_each_model_call_once(tmp_path: Path) -> None:
+    spec = spec_of(SEQ)
+    graph = compile_spec(spec, models=three_replies(), record=tmp_path / "owls.yaml")
+
+    trace_run(graph, spec, tmp_path, payload=INPUT)
+
+    calls = kinds(lines_of(tmp_path), "model_call")
+    assert [c["response"] for c in calls] == [
+        "Walk the wood.\nThen count at dusk.",
+        "12 owls",
+        "Report: 12 owls at Elm Wood.",
+    ]
+    assert sum(c["input_tokens"] for c in calls) == 28
 
 
 def test_the_file_is_readable_yaml_with_a_header_and_one_entry_per_call(tmp_path: Path) -> None:
