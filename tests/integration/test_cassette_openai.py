@@ -14,7 +14,8 @@ from loopengt.compile import compile_spec
 from loopengt.spec import load_spec_text
 from tests.integration.clients import chat_model
 from tests.integration.test_sequential_openai import SPEC as OWL_REPORT
-from tests.support.openai_server import JsonReply, Reply, ScriptedOpenAIServer, ToolCallReply
+from tests.integration.test_sequential_openai import owl_report_replies
+from tests.support.openai_server import ScriptedOpenAIServer
 
 # the owl report of test_sequential_openai, its model named in the spec: replay must not
 # need that model configured
@@ -39,13 +40,7 @@ def test_record_stop_the_server_and_replay_with_no_model(
     tmp_path: Path, no_model_configured: None
 ) -> None:
     path = tmp_path / "owl-report.yaml"
-    replies: list[Reply] = [
-        JsonReply({"title": "Owls at Elm Wood", "sightings": [2, 3]}),
-        ToolCallReply("add", {"a": 2, "b": 3}),
-        "5 owls in total.",
-        "Owls at Elm Wood: 5 owls were counted.",
-    ]
-    with ScriptedOpenAIServer(replies) as server:
+    with ScriptedOpenAIServer(owl_report_replies()) as server:
         recorded = compile_spec(
             load_spec_text(SPEC), models=chat_model(server), record=path
         ).invoke(INPUT)

@@ -58,14 +58,18 @@ def roles(request: dict[str, Any]) -> list[str]:
     return [m["role"] for m in request["messages"]]
 
 
-def test_three_steps_with_structured_output_and_a_tool() -> None:
-    replies: list[Reply] = [
+def owl_report_replies() -> list[Reply]:
+    """The server's replies for SPEC: the plan, the tool call and its answer, the report."""
+    return [
         JsonReply({"title": "Owls at Elm Wood", "sightings": [2, 3]}),
         ToolCallReply("add", {"a": 2, "b": 3}),
         "5 owls in total.",
         "Owls at Elm Wood: 5 owls were counted.",
     ]
-    with ScriptedOpenAIServer(replies) as server:
+
+
+def test_three_steps_with_structured_output_and_a_tool() -> None:
+    with ScriptedOpenAIServer(owl_report_replies()) as server:
         graph = compile_spec(load_spec_text(SPEC), models=chat_model(server))
         state = graph.invoke({"input": {"site": "Elm Wood"}})
         requests = server.requests
