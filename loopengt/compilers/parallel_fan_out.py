@@ -15,7 +15,7 @@ the sequential pattern; a step nothing depends on ends the run (status ``complet
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, get_args, get_origin, get_type_hints
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START
@@ -33,6 +33,7 @@ from loopengt.compilers.state import (
     Update,
     add_node,
     add_router,
+    merge_update,
     new_graph,
 )
 from loopengt.errors import UserInputError
@@ -42,11 +43,6 @@ from loopengt.spec.roles import FanOutRoles, fan_out_roles
 # what a mapped run sees of the shared state (besides its item); gate feedback and attempt
 # counts are left out so that each item's gate loop starts afresh
 CARRIED = ("input", "outputs", "usage", "started_at")
-_REDUCERS: dict[str, Callable[[Any, Any], Any]] = {
-    key: get_args(hint)[1]
-    for key, hint in get_type_hints(LoopState, include_extras=True).items()
-    if get_origin(hint) is Annotated
-}
 
 
 def join_node(map_step: str) -> str:
@@ -55,15 +51,6 @@ def join_node(map_step: str) -> str:
 
 def dispatch_node(map_step: str) -> str:
     return f"{map_step}__dispatch"
-
-
-def merge_update(state: dict[str, Any], update: Update) -> dict[str, Any]:
-    """``state`` with ``update`` applied through LoopState's reducers (as LangGraph would)."""
-    out = dict(state)
-    for key, value in update.items():
-        reducer = _REDUCERS.get(key)
-        out[key] = reducer(out[key], value) if reducer and key in out else value
-    return out
 
 
 class MappedStep:

@@ -7,7 +7,7 @@ import functools
 import operator
 import os
 from collections.abc import Callable
-from typing import Annotated, Any, get_type_hints
+from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
 from langchain_core.messages import AnyMessage, BaseMessage, BaseMessageChunk, RemoveMessage
 from langgraph.channels.binop import BinaryOperatorAggregate
@@ -129,6 +129,33 @@ class LoopState(TypedDict, total=False):
     item_index: int
 
 
+Update = dict[str, Any]  # what a node returns: state keys to write through their reducers
+
+
+def _reducer(hint: Any) -> Callable[[Any, Any], Any] | None:
+    """The reducer a LoopState annotation declares: a function, or a channel's operator."""
+    if get_origin(hint) is not Annotated:
+        return None
+    declared = get_args(hint)[-1]
+    return declared.operator if isinstance(declared, BinaryOperatorAggregate) else declared
+
+
+REDUCERS = {
+    key: reducer
+    for key, hint in get_type_hints(LoopState, include_extras=True).items()
+    if (reducer := _reducer(hint)) is not None
+}
+
+
+def merge_update(state: dict[str, Any], update: Update) -> dict[str, Any]:
+    """``state`` with ``update`` applied through LoopState's reducers (as LangGraph would)."""
+    out = dict(state)
+    for key, value in update.items():
+        reducer = REDUCERS.get(key)
+        out[key] = reducer(out[key], value) if reducer and key in out else value
+    return out
+
+
 def new_usage(input_tokens: int, output_tokens: int, cost_usd: float) -> dict[str, float]:
     return {
         "input_tokens": input_tokens,
@@ -140,7 +167,6 @@ def new_usage(input_tokens: int, output_tokens: int, cost_usd: float) -> dict[st
 
 
 Graph = StateGraph[Any, Any, Any, Any]
-Update = dict[str, Any]  # what a node returns: state keys to write through their reducers
 
 # Every compiled graph has these channels; the others only where its pattern or the spec's
 # gates use them. LangGraph does work per channel on every superstep, so unused channels

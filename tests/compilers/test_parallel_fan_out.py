@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from langchain_core.messages import AIMessage, BaseMessage
 
 from loopengt.compile import compile_spec
@@ -282,13 +283,18 @@ def test_gated_branch_retries_with_feedback_before_the_aggregator() -> None:
     assert "Merge OK a and OK b." in model.prompts()
 
 
-def test_gated_map_step_retries_each_item_inside_its_node() -> None:
-    spec = spec_of(
-        MAP.replace(
-            'prompt: "Summarise {{item}}."}',
-            'prompt: "Summarise {{item}}.", gate: {kind: regex, pattern: "good"}}',
-        )
+@pytest.mark.parametrize("time_limit", [False, True])
+def test_gated_map_step_retries_each_item_inside_its_node(time_limit: bool) -> None:
+    """With a total time limit each item's node also writes the run's start time, which
+    its gate loop merges through the state's reducers (a StartsAsNone channel)."""
+    gated = MAP.replace(
+        'prompt: "Summarise {{item}}."}',
+        'prompt: "Summarise {{item}}.", gate: {kind: regex, pattern: "good"}}',
     )
+    if time_limit:
+        gated = gated.replace("max_turns: 20}", "max_turns: 20, max_total_time_seconds: 60}")
+        assert "max_total_time_seconds" in gated
+    spec = spec_of(gated)
     lock, seen = threading.Lock(), set()
 
     def respond(messages: list[BaseMessage]) -> BaseMessage:
