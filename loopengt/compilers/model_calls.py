@@ -20,13 +20,9 @@ class StepTimeoutError(TimeoutError):
     """A step's model call ran past step_timeout_seconds (retried per policy)."""
 
 
-def call_with_timeout(
-    func: Callable[[], AIMessage], seconds: float | None, limit: float | None = None
-) -> AIMessage:
+def call_with_timeout(func: Callable[[], AIMessage], seconds: float, limit: float) -> AIMessage:
     """Run ``func`` for at most ``seconds``; ``limit`` is the configured step timeout the
     error names (``seconds`` is what is left of it)."""
-    if seconds is None:
-        return func()
     box: dict[str, Any] = {}
 
     def target() -> None:
@@ -41,7 +37,7 @@ def call_with_timeout(
     worker.start()
     worker.join(seconds)
     if worker.is_alive():
-        raise StepTimeoutError(f"no answer within the step timeout of {limit or seconds:g}s")
+        raise StepTimeoutError(f"no answer within the step timeout of {limit:g}s")
     if "error" in box:
         raise box["error"]
     return box["value"]  # type: ignore[no-any-return]  # set by target() when no error
@@ -69,7 +65,7 @@ class ModelCalls:
         # no config argument: LangChain takes the node's config (callbacks, tags, metadata)
         # from the context LangGraph sets around the node, and passing it as well costs a
         # second config merge on every call
-        if self.deadline is None:
+        if self.timeout is None or self.deadline is None:
             reply = model.invoke(messages)
         else:
             remaining = max(0.0, self.deadline - time.monotonic())

@@ -237,11 +237,8 @@ class StepNode:
         update["outputs"] = {self.step.name: output}
         if self.gate is not None and (state.get("feedback") or {}).get(self.step.name):
             update["feedback"] = {self.step.name: ""}
-        halted = None
-        if self.ctx.spec.policy.stop_conditions:
-            halted = stop_condition(self.ctx, self.step.name, output)
-        if not halted and self.ctx.spec.policy.budget.limited:
-            halted = budget_stop(self.ctx, add_numbers(state.get("usage"), update["usage"]))
+        halted = stop_condition(self.ctx, self.step.name, output)
+        halted = halted or budget_stop(self.ctx, state.get("usage") or {}, update["usage"])
         if halted:
             update.update(halted)
         elif self.sink:
@@ -290,8 +287,14 @@ def policy_halt(ctx: CompileContext, state: LoopState) -> Update | None:
     return budget_stop(ctx, state.get("usage") or {})
 
 
-def budget_stop(ctx: CompileContext, usage: dict[str, float]) -> Update | None:
+def budget_stop(
+    ctx: CompileContext, usage: dict[str, float], more: dict[str, float] | None = None
+) -> Update | None:
+    """The stop for a spent budget, counting ``usage`` plus ``more``."""
     budget = ctx.spec.policy.budget
+    if budget.max_tokens is None and budget.max_cost_usd is None:
+        return None  # the common case, checked on every step: no sum to make
+    usage = add_numbers(usage, more) if more else usage
     if budget.max_tokens is not None and usage.get("total_tokens", 0) >= budget.max_tokens:
         used = int(usage.get("total_tokens", 0))
         return stop(f"budget: used {used} tokens of {budget.max_tokens}")

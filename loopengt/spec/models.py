@@ -193,10 +193,6 @@ class BudgetSpec(StrictModel):
     max_tokens: int | None = Field(default=None, ge=1)
     max_cost_usd: float | None = Field(default=None, gt=0)
 
-    @property
-    def limited(self) -> bool:
-        return self.max_tokens is not None or self.max_cost_usd is not None
-
 
 class Policy(StrictModel):
     max_turns: int | None = Field(default=None, ge=1)
