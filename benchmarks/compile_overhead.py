@@ -26,7 +26,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.graph import END, START, StateGraph
 
 from loopengt.compile import compile_spec
-from loopengt.compilers.state import CORE_CHANNELS, new_usage, state_schema
+from loopengt.graph.state import CORE_CHANNELS, new_usage, state_schema
 from loopengt.spec import load_spec_text
 
 TARGET = 1.10

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from loopengt.compile import compile_spec
-from loopengt.local_model import local_chat_model
+from loopengt.providers.local import local_chat_model
 from loopengt.spec import load_spec_text
 
 TARGET = 0.9

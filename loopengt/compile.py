@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from langgraph.graph.state import CompiledStateGraph
 
-from loopengt.compilers.context import CompileContext, ModelsArg
-from loopengt.compilers.state import Graph
-from loopengt.pricing import configured_prices
+from loopengt.graph.context import CompileContext, ModelsArg
+from loopengt.graph.state import Graph
+from loopengt.providers.pricing import configured_prices
 from loopengt.spec.loader import load_spec
 from loopengt.spec.models import LoopSpec
 
 if TYPE_CHECKING:
-    from loopengt.cassette import Cassette
+    from loopengt.providers.cassette import Cassette
 
 
 def compile_spec(
@@ -42,7 +42,7 @@ def compile_spec(
     spec = spec_or_path if isinstance(spec_or_path, LoopSpec) else load_spec(spec_or_path)
     cassette = None
     if record is not None or replay is not None:
-        from loopengt.cassette import open_cassette
+        from loopengt.providers.cassette import open_cassette
 
         cassette = open_cassette(spec.name, record, replay)
     ctx = CompileContext(spec, models, cassette)

@@ -2,7 +2,7 @@
 
 import os
 
-from loopengt.compilers.state import CHECK_WRITES_ENV
+from loopengt.graph.state import CHECK_WRITES_ENV
 
 # every node update in every test (and the CLI subprocesses they start) is checked against
 # its graph's channels: LangGraph would drop an unknown key silently

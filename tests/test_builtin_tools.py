@@ -13,11 +13,11 @@ import pytest
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from loopengt.builtin_tools import MAX_FILE_BYTES, MAX_HTTP_BYTES, builtin_tool
-from loopengt.compilers.tool_loop import run_tool
 from loopengt.errors import UserInputError
+from loopengt.graph.tool_loop import run_tool
 from loopengt.spec.models import ToolSpec
 from loopengt.tools import load_tools
+from loopengt.tools.builtin import MAX_FILE_BYTES, MAX_HTTP_BYTES, builtin_tool
 
 
 def builtin(name: str, **fields: Any) -> BaseTool:

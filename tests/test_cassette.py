@@ -15,10 +15,10 @@ import pytest
 import yaml
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
-import loopengt.models
-from loopengt.cassette import difference
+import loopengt.providers.registry
 from loopengt.compile import compile_spec
 from loopengt.errors import UserInputError
+from loopengt.providers.cassette import difference
 from loopengt.redaction import REDACTED, redact
 from tests.compilers.helpers import RecordingFake, fake, node_order, spec_of, with_usage
 from tests.tracing.runner import kinds, lines_of
@@ -56,7 +56,7 @@ def no_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("replay resolved a model")
 
-    monkeypatch.setattr(loopengt.models, "resolve_model", refuse)
+    monkeypatch.setattr(loopengt.providers.registry, "resolve_model", refuse)
 
 
 def record(spec_text: str, model: Any, path: Path, payload: Any = INPUT) -> dict[str, Any]:
@@ -431,7 +431,7 @@ def test_recording_wraps_a_resolved_model(tmp_path: Path, monkeypatch: pytest.Mo
         names.append(name)
         return resolved
 
-    monkeypatch.setattr(loopengt.models, "resolve_model", resolve)
+    monkeypatch.setattr(loopengt.providers.registry, "resolve_model", resolve)
     path = tmp_path / "owls.yaml"
     state = compile_spec(spec_of(SEQ), record=path).invoke(INPUT)
 

@@ -130,6 +130,6 @@ def test_compiling_without_any_model_says_how_to_configure_one(
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("LOOPENGT_MODEL", raising=False)
-    monkeypatch.setattr("loopengt.local_model.local_model_available", lambda: False)
+    monkeypatch.setattr("loopengt.providers.local.local_model_available", lambda: False)
     with pytest.raises(UserInputError, match=r"no model configured.*LOOPENGT_MODEL.*\[local\]"):
         loopengt.compile_spec(ROOT / "examples" / "research-brief.yaml")

@@ -25,11 +25,11 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
-from loopengt import local_model
 from loopengt.compile import compile_spec
-from loopengt.compilers.structured import structured_call
 from loopengt.errors import LoopengtError, UserInputError
-from loopengt.local_model import (
+from loopengt.graph.structured import structured_call
+from loopengt.providers import local as local_model
+from loopengt.providers.local import (
     MISSING_PACKAGES,
     ChatLocalLlama,
     LoadedModel,
@@ -199,7 +199,7 @@ def test_tools_are_refused_in_one_line(tmp_path: Path) -> None:
 
 
 def test_importing_loopengt_does_not_import_llama_cpp() -> None:
-    code = "import sys, loopengt, loopengt.local_model; print('llama_cpp' in sys.modules)"
+    code = "import sys, loopengt, loopengt.providers.local; print('llama_cpp' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

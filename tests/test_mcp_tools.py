@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from loopengt import mcp_tools
-from loopengt.compilers.context import CompileContext
-from loopengt.compilers.tool_loop import run_tool
 from loopengt.errors import UserInputError
+from loopengt.graph.context import CompileContext
+from loopengt.graph.tool_loop import run_tool
 from loopengt.spec import load_spec_text
 from loopengt.spec.models import ToolSpec
 from loopengt.tools import load_tools
+from loopengt.tools import mcp_client as mcp_tools
 
 SERVER = Path(__file__).parent / "support" / "mcp_server.py"
 ALL_TOOLS = ["word_count", "shout", "fail", "pid", "sleep", "getenv"]

@@ -16,7 +16,7 @@ from langchain_openai.chat_models.base import OpenAIConnectionError, OpenAIRateL
 
 from loopengt.compile import compile_spec
 from loopengt.errors import UserInputError
-from loopengt.model_errors import explain_model_error
+from loopengt.providers.errors import explain_model_error
 from loopengt.spec import load_spec_text
 from tests.support.openai_server import ErrorReply, ScriptedOpenAIServer
 

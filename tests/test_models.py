@@ -1,5 +1,6 @@
-"""Model resolution (loopengt.models): which model each agent really gets, provider settings
-from `.loopengt/config.toml`, and the one-line errors of a model that cannot be configured."""
+"""Model resolution (loopengt.providers.registry): which model each agent really gets,
+provider settings from `.loopengt/config.toml`, and the one-line errors of a model that
+cannot be configured."""
 
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ from langchain_core.language_models.fake_chat_models import FakeMessagesListChat
 from langchain_core.messages import AIMessage
 from langchain_openai import ChatOpenAI
 
-import loopengt.local_model
+import loopengt.providers.local
 from loopengt.compile import compile_spec
-from loopengt.compilers.context import CompileContext
 from loopengt.errors import UserInputError
-from loopengt.models import resolve_model
+from loopengt.graph.context import CompileContext
+from loopengt.providers.registry import resolve_model
 from loopengt.spec import load_spec_text
 from tests.support.openai_server import ScriptedOpenAIServer
 
@@ -42,13 +43,13 @@ def write_config(text: str) -> None:
 
 
 class LocalStub:
-    """Stands in for loopengt.local_model: availability and the calls of local_chat_model."""
+    """Stands in for loopengt.providers.local: availability and the calls of local_chat_model."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, available: bool) -> None:
         self.model = FakeMessagesListChatModel(responses=[AIMessage("local")])
         self.calls: list[tuple[str | None, float | None]] = []
-        monkeypatch.setattr(loopengt.local_model, "local_model_available", lambda: available)
-        monkeypatch.setattr(loopengt.local_model, "local_chat_model", self.chat_model)
+        monkeypatch.setattr(loopengt.providers.local, "local_model_available", lambda: available)
+        monkeypatch.setattr(loopengt.providers.local, "local_chat_model", self.chat_model)
 
     def chat_model(self, name: str | None = None, *, temperature: float | None = None) -> Any:
         self.calls.append((name, temperature))

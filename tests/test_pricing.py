@@ -1,4 +1,5 @@
-"""Token cost per model call (loopengt.pricing) and the cost a run adds up in state["usage"]."""
+"""Token cost per model call (loopengt.providers.pricing) and the cost a run adds up in
+state["usage"]."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from langchain_core.messages import AIMessage
 
 from loopengt.compile import compile_spec
 from loopengt.errors import UserInputError
-from loopengt.pricing import KNOWN_PRICES, cost_usd, price_of
+from loopengt.providers.pricing import KNOWN_PRICES, cost_usd, price_of
 from loopengt.spec import load_spec_text
 from tests.support.openai_server import ScriptedOpenAIServer
 

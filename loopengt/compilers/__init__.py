@@ -1,2 +1,2 @@
-"""One module per LoopSpec pattern, each with ``build(ctx) -> StateGraph``, over the shared
-state (state.py) and node builders (nodes.py)."""
+"""The six LoopSpec patterns, one module each with ``build(ctx) -> StateGraph``, over the
+shared graph machinery in :mod:`loopengt.graph`."""

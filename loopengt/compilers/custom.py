@@ -21,11 +21,12 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START
 from langgraph.runtime import Runtime
 
-from loopengt.compilers.context import CompileContext
-from loopengt.compilers.gates import as_text, load_verifier, run_verifier
-from loopengt.compilers.nodes import StepNode
 from loopengt.compilers.sequential import add_step
-from loopengt.compilers.state import (
+from loopengt.errors import UserInputError
+from loopengt.graph.context import CompileContext
+from loopengt.graph.gates import as_text, load_verifier, run_verifier
+from loopengt.graph.nodes import StepNode
+from loopengt.graph.state import (
     STATUS_COMPLETED,
     Graph,
     LoopState,
@@ -34,7 +35,6 @@ from loopengt.compilers.state import (
     add_router,
     new_graph,
 )
-from loopengt.errors import UserInputError
 from loopengt.spec.models import Condition, EdgeSpec
 
 SPEC_END = "END"  # how a spec names the end of the graph

@@ -26,11 +26,12 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START
 from langgraph.runtime import Runtime
 
-from loopengt.compilers.context import CompileContext, describe_agent
-from loopengt.compilers.gates import as_text
-from loopengt.compilers.nodes import StepNode, retry_policy, stop
 from loopengt.compilers.sequential import add_step
-from loopengt.compilers.state import (
+from loopengt.errors import UserInputError
+from loopengt.graph.context import CompileContext, describe_agent
+from loopengt.graph.gates import as_text
+from loopengt.graph.nodes import StepNode, retry_policy, stop
+from loopengt.graph.state import (
     STATUS_COMPLETED,
     Graph,
     LoopState,
@@ -39,7 +40,6 @@ from loopengt.compilers.state import (
     add_router,
     new_graph,
 )
-from loopengt.errors import UserInputError
 from loopengt.spec.checks import reachable
 from loopengt.spec.models import LoopSpec, StepSpec
 from loopengt.spec.roles import evaluator_roles

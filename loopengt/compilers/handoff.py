@@ -21,9 +21,9 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 from pydantic import BaseModel, Field
 
-from loopengt.compilers.context import CompileContext, describe_agent
-from loopengt.compilers.model_calls import ModelCalls
-from loopengt.compilers.nodes import (
+from loopengt.graph.context import CompileContext, describe_agent
+from loopengt.graph.model_calls import ModelCalls
+from loopengt.graph.nodes import (
     context_parts,
     failed_call,
     policy_halt,
@@ -32,8 +32,8 @@ from loopengt.compilers.nodes import (
     stop,
     stop_condition,
 )
-from loopengt.compilers.state import STATUS_COMPLETED, Graph, LoopState, Update, add_node, new_graph
-from loopengt.compilers.tool_loop import run_tool
+from loopengt.graph.state import STATUS_COMPLETED, Graph, LoopState, Update, add_node, new_graph
+from loopengt.graph.tool_loop import run_tool
 from loopengt.spec.models import AgentRole, StepSpec
 from loopengt.spec.roles import handoff_entry, step_agent
 from loopengt.templating import placeholders, render

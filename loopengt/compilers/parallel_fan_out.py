@@ -22,10 +22,11 @@ from langgraph.graph import END, START
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
-from loopengt.compilers.context import CompileContext
-from loopengt.compilers.nodes import StepNode, noop, retry_policy, stop
 from loopengt.compilers.sequential import add_step, wire
-from loopengt.compilers.state import (
+from loopengt.errors import UserInputError
+from loopengt.graph.context import CompileContext
+from loopengt.graph.nodes import StepNode, noop, retry_policy, stop
+from loopengt.graph.state import (
     STATUS_COMPLETED,
     STATUS_FAILED,
     Graph,
@@ -36,7 +37,6 @@ from loopengt.compilers.state import (
     merge_update,
     new_graph,
 )
-from loopengt.errors import UserInputError
 from loopengt.spec.models import LoopSpec
 from loopengt.spec.roles import FanOutRoles, fan_out_roles
 

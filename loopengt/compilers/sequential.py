@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from langgraph.graph import END, START
 
-from loopengt.compilers.context import CompileContext, step_gate
-from loopengt.compilers.nodes import StepNode, gate_router, noop, passed_node, retry_policy
-from loopengt.compilers.state import Graph, add_node, add_router, new_graph
+from loopengt.graph.context import CompileContext, step_gate
+from loopengt.graph.nodes import StepNode, gate_router, noop, passed_node, retry_policy
+from loopengt.graph.state import Graph, add_node, add_router, new_graph
 
 
 def add_step(graph: Graph, ctx: CompileContext, node: StepNode) -> str:

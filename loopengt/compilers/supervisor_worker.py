@@ -18,10 +18,10 @@ from langgraph.graph import END, START
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
-from loopengt.compilers.context import CompileContext, describe_agent
-from loopengt.compilers.gates import as_text
-from loopengt.compilers.model_calls import ModelCalls
-from loopengt.compilers.nodes import (
+from loopengt.graph.context import CompileContext, describe_agent
+from loopengt.graph.gates import as_text
+from loopengt.graph.model_calls import ModelCalls
+from loopengt.graph.nodes import (
     StepNode,
     context_parts,
     failed_call,
@@ -31,7 +31,7 @@ from loopengt.compilers.nodes import (
     started,
     stop,
 )
-from loopengt.compilers.state import (
+from loopengt.graph.state import (
     STATUS_COMPLETED,
     Graph,
     LoopState,
@@ -40,7 +40,7 @@ from loopengt.compilers.state import (
     add_router,
     new_graph,
 )
-from loopengt.compilers.structured import StructuredOutputError, structured_call
+from loopengt.graph.structured import StructuredOutputError, structured_call
 from loopengt.spec.models import AgentRole, StepSpec
 from loopengt.spec.roles import step_agent, supervisor_roles
 

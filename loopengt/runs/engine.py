@@ -200,9 +200,9 @@ def _compile(
     check_models: bool = True,
     resuming: bool = False,
 ) -> Any:
-    from loopengt.cassette import Cassette
     from loopengt.compile import compile_spec
-    from loopengt.models import resolve_model
+    from loopengt.providers.cassette import Cassette
+    from loopengt.providers.registry import resolve_model
 
     # --model: one model for every agent, resolved like any `model:` string
     use_model = options.model and not options.replay and check_models

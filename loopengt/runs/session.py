@@ -94,13 +94,13 @@ def drive(
             f"run {record.run_id} interrupted; continue it with `loopengt resume {record.run_id}`"
         ) from None
     except Exception as exc:
-        from loopengt.model_errors import explain_model_error
+        from loopengt.providers.errors import explain_model_error
 
         reason = f"error: {explain_model_error(exc)}"
         _finish(graph, storage, record, recorder, started, "failed", reason)
         raise LoopengtError(f"run {record.run_id} failed: {reason}") from exc
     finally:
-        from loopengt.mcp_tools import close_all
+        from loopengt.tools.mcp_client import close_all
 
         close_all()
     result = _finish(graph, storage, record, recorder, started)

@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from loopengt.pricing import cost_usd
+from loopengt.providers.pricing import cost_usd
 from loopengt.serialization import jsonable
 from loopengt.tracing.events import truncate
 
@@ -84,7 +84,7 @@ def response_fields(response: Any, model: str | None, max_chars: int | None) -> 
         "tool_calls": tool_calls_of(message, max_chars),
         "input_tokens": tokens_in,
         "output_tokens": tokens_out,
-        # priced like the run's usage (loopengt.compilers.model_calls.usage_of): by the model that
+        # priced like the run's usage (loopengt.graph.model_calls.usage_of): by the model that
         # answered, falling back to the one asked for
         "cost_usd": cost_usd(answered_by, tokens_in, tokens_out),
     }

@@ -224,7 +224,7 @@ def test_models_mapping_missing_an_agent_fails_at_compile_time(
 ) -> None:
     monkeypatch.delenv("LOOPENGT_MODEL", raising=False)
     monkeypatch.chdir(str(tmp_path))  # no .loopengt/config.toml to fall back on
-    monkeypatch.setattr("loopengt.local_model.local_model_available", lambda: False)
+    monkeypatch.setattr("loopengt.providers.local.local_model_available", lambda: False)
     with pytest.raises(UserInputError, match="agent 'critic'"):
         compile_spec(spec_of(TWO_AGENTS), models={"author": fake("x")})
 

@@ -14,7 +14,7 @@ from langgraph.graph import END, START
 from langgraph.graph.message import add_messages
 
 from loopengt.compile import compile_spec
-from loopengt.compilers.state import (
+from loopengt.graph.state import (
     CHECK_WRITES_ENV,
     CORE_CHANNELS,
     GATE_CHANNELS,

@@ -10,7 +10,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 
 from loopengt.compile import compile_spec
-from loopengt.compilers.state import gravest_status, merge_dicts
+from loopengt.graph.state import gravest_status, merge_dicts
 from tests.compilers.helpers import fake, spec_of, with_usage
 
 BRIEF = """

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from loopengt import mcp_tools
 from loopengt.compile import compile_spec
 from loopengt.spec import load_spec_text
+from loopengt.tools import mcp_client as mcp_tools
 from tests.integration.clients import chat_model
 from tests.support.openai_server import Reply, ScriptedOpenAIServer, ToolCallReply
 

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 
-from loopengt.compilers.state import GATE_CHANNELS
 from loopengt.errors import UserInputError
+from loopengt.graph.state import GATE_CHANNELS
 from loopengt.spec.models import AgentRole, LoopSpec, StepSpec
 from loopengt.spec.roles import step_agent
 
 if TYPE_CHECKING:
-    from loopengt.cassette import Cassette
+    from loopengt.providers.cassette import Cassette
 
 ModelsArg = BaseChatModel | Mapping[str, BaseChatModel] | None
 DEFAULT_MAX_CONCURRENCY = 16
@@ -26,7 +26,9 @@ DEFAULT_MAX_CONCURRENCY = 16
 class CompileContext:
     spec: LoopSpec
     models: ModelsArg = None
-    cassette: Cassette | None = None  # record or replay every model call (loopengt.cassette)
+    cassette: Cassette | None = (
+        None  # record or replay every model call (loopengt.providers.cassette)
+    )
     _model_cache: dict[str, BaseChatModel] = field(default_factory=dict)
     _tool_cache: dict[str, list[BaseTool]] = field(default_factory=dict)
 
@@ -57,7 +59,7 @@ class CompileContext:
             temperature = self.spec.defaults.temperature
         key = f"{name}|{temperature}"
         if key not in self._model_cache:
-            from loopengt.models import resolve_model
+            from loopengt.providers.registry import resolve_model
 
             self._model_cache[key] = resolve_model(name, temperature=temperature)
         return self._model_cache[key]

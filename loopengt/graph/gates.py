@@ -13,8 +13,8 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
-from loopengt.compilers.structured import check, structured_call
 from loopengt.errors import UserInputError
+from loopengt.graph.structured import check, structured_call
 from loopengt.spec.models import GateSpec
 
 JUDGE_SCHEMA: dict[str, Any] = {

@@ -27,8 +27,8 @@ from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field
 
-from loopengt.compilers.structured import supports_json_schema
 from loopengt.errors import LoopengtError, UserInputError
+from loopengt.graph.structured import supports_json_schema
 from loopengt.redaction import redact
 from loopengt.serialization import jsonable, write_atomically
 

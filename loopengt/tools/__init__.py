@@ -1,5 +1,5 @@
 """Tools declared in a spec -> LangChain tools: `function` here, `mcp` in
-:mod:`loopengt.mcp_tools`, `builtin` in :mod:`loopengt.builtin_tools`."""
+:mod:`loopengt.tools.mcp_client`, `builtin` in :mod:`loopengt.tools.builtin`."""
 
 from __future__ import annotations
 
@@ -34,11 +34,11 @@ def load_tools(specs: list[ToolSpec]) -> list[BaseTool]:
 def _load(spec: ToolSpec) -> list[BaseTool]:
     if spec.kind == "mcp":
         # imported here: most specs have no MCP tools, and the SDK takes a while to import
-        from loopengt.mcp_tools import mcp_tools
+        from loopengt.tools.mcp_client import mcp_tools
 
         return mcp_tools(spec)
     if spec.kind == "builtin":
-        from loopengt.builtin_tools import builtin_tool
+        from loopengt.tools.builtin import builtin_tool
 
         return [builtin_tool(spec)]
     return [_function_tool(spec)]

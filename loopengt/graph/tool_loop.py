@@ -11,10 +11,10 @@ from langchain_core.messages.tool import ToolCall
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 
-from loopengt.compilers.gates import as_text
+from loopengt.graph.gates import as_text
 
 if TYPE_CHECKING:
-    from loopengt.compilers.model_calls import ModelCalls
+    from loopengt.graph.model_calls import ModelCalls
 
 
 def run_tool_loop(

@@ -20,10 +20,11 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy, interrupt
 
-from loopengt.compilers.context import CompileContext, describe_agent, step_gate
-from loopengt.compilers.gates import as_text, evaluate_gate
-from loopengt.compilers.model_calls import ModelCalls, StepTimeoutError
-from loopengt.compilers.state import (
+from loopengt.errors import LoopengtError
+from loopengt.graph.context import CompileContext, describe_agent, step_gate
+from loopengt.graph.gates import as_text, evaluate_gate
+from loopengt.graph.model_calls import ModelCalls, StepTimeoutError
+from loopengt.graph.state import (
     STATUS_COMPLETED,
     STATUS_FAILED,
     STATUS_REJECTED,
@@ -32,10 +33,9 @@ from loopengt.compilers.state import (
     Update,
     add_numbers,
 )
-from loopengt.compilers.structured import StructuredOutputError, structured_call
-from loopengt.compilers.tool_loop import run_tool_loop
-from loopengt.errors import LoopengtError
-from loopengt.model_errors import explain_model_error
+from loopengt.graph.structured import StructuredOutputError, structured_call
+from loopengt.graph.tool_loop import run_tool_loop
+from loopengt.providers.errors import explain_model_error
 from loopengt.spec.models import StepSpec
 from loopengt.templating import render
 

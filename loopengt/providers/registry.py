@@ -34,7 +34,7 @@ def default_model_name() -> str | None:
     name = config_section("llm").get("model") or os.environ.get("LOOPENGT_MODEL")
     if name:
         return str(name)
-    from loopengt.local_model import local_model_available
+    from loopengt.providers.local import local_model_available
 
     return "local" if local_model_available() else None
 
@@ -54,7 +54,7 @@ def resolve_model(name: str | None, *, temperature: float | None = None) -> Base
             f"unknown model provider {provider!r} in {name!r}; use one of {', '.join(PROVIDERS)}"
         )
     if provider == "local":
-        from loopengt.local_model import local_chat_model
+        from loopengt.providers.local import local_chat_model
 
         return local_chat_model(model or None, temperature=temperature)
     if not model:

@@ -12,8 +12,8 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig
 
-from loopengt.compilers.state import Update, add_numbers, new_usage
-from loopengt.pricing import cost_usd
+from loopengt.graph.state import Update, add_numbers, new_usage
+from loopengt.providers.pricing import cost_usd
 
 
 class StepTimeoutError(TimeoutError):

@@ -37,7 +37,7 @@ def _provider(exc: BaseException) -> str | None:
 
 def _key_env(provider: str) -> str | None:
     """The variable the provider's key is read from (config `api_key_env`, else default)."""
-    from loopengt.models import provider_settings
+    from loopengt.providers.registry import provider_settings
 
     try:
         configured = provider_settings(provider).get("api_key_env")
