@@ -1,5 +1,8 @@
 """Broken specs never crash or hang `loopengt validate`: exit 2 and one line per problem.
 
+A spec problem is always found by validation, never later: ``compile_spec`` given a broken
+fixture fails in its ``load_spec`` with the same problems, before any compiler runs.
+
 Each fixture in ``tests/fixtures/broken/`` starts with one or more ``# expect: LINE:COL: TEXT``
 comments, one per problem: the validator must report exactly that many problems, each as
 ``FILE:LINE:COL: ...`` containing TEXT. Fixtures that would be huge or are not text are
@@ -155,8 +158,8 @@ def assert_load_rejects(path: Path, expected: list[str]) -> None:
 # --- the fixtures -------------------------------------------------------------------------
 
 
-def test_there_are_fifty_fixtures_each_with_an_expectation() -> None:
-    assert len(FIXTURES) == 50
+def test_there_are_sixty_five_fixtures_each_with_an_expectation() -> None:
+    assert len(FIXTURES) == 65
     assert [path.name for path in FIXTURES if not expectations(path)] == []
     for path in FIXTURES:
         assert path.stat().st_size < 4096, f"{path.name}: keep committed fixtures small"
@@ -180,6 +183,17 @@ def test_load_spec_rejects_broken_spec(path: Path) -> None:
 @pytest.mark.parametrize("name", sorted(GENERATED))
 def test_load_spec_rejects_generated_spec(name: str, generated: dict[str, Path]) -> None:
     assert_load_rejects(generated[name], GENERATED[name][0])
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+def test_compile_spec_never_gets_past_validation(path: Path) -> None:
+    """The compilers never see a broken spec: compile_spec fails in load_spec, with exactly
+    the problems validation reports (no compiler's own UserInputError, no LangGraph error)."""
+    from loopengt import compile_spec
+
+    with pytest.raises(SpecError) as info:
+        compile_spec(path, check_models=False)
+    assert_reports(info.value.lines(), str(path), expectations(path))
 
 
 # --- `loopengt validate` on good and mixed input ------------------------------------------

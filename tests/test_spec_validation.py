@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from loopengt.spec import LoopSpec, Problem, SpecError, load_spec, load_spec_text
+from loopengt.spec import LoopSpec, Problem, SpecError, check_spec, load_spec, load_spec_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_FIXTURE = ROOT / "tests" / "fixtures" / "seed-0.1.0.yaml"
@@ -617,6 +617,285 @@ def test_pattern_block_under_another_pattern() -> None:
     ) == ["loop.yaml:5:10: handoff: 'handoff' only applies to pattern 'handoff'"]
 
 
+# --- pattern shapes the compilers cannot build ----------------------------------------------
+# Each of these once passed validation and failed in compile_spec (or compiled into a run
+# that never ended, or silently ignored a field): validation reports them, with a position.
+
+
+def test_supervisor_cannot_also_be_a_worker() -> None:
+    assert problems(
+        """\
+        name: demo
+        goal: Research
+        pattern: supervisor_worker
+        agents: [{name: lead}, {name: researcher}]
+        supervisor: {agent: lead, workers: [researcher, lead], max_turns: 5}
+        steps: []
+        """
+    ) == [
+        "loop.yaml:5:49: supervisor.workers[1]: 'lead' is the supervisor; "
+        "it cannot also be a worker"
+    ]
+
+
+def test_supervisor_needs_a_worker() -> None:
+    assert problems(
+        """\
+        name: demo
+        goal: Research
+        pattern: supervisor_worker
+        agents: [{name: lead}]
+        supervisor: {agent: lead, max_turns: 5}
+        steps: []
+        """
+    ) == [
+        "loop.yaml:5:13: supervisor: supervisor_worker needs at least one worker agent "
+        "besides the supervisor"
+    ]
+
+
+EVALUATOR = """\
+name: demo
+goal: Write a haiku
+pattern: evaluator_optimizer
+agents: [{name: poet}]
+policy: {max_turns: 6}
+"""
+
+
+def test_evaluator_cannot_judge_itself() -> None:
+    assert problems(
+        EVALUATOR
+        + "steps: [{name: write}, {name: critique, depends_on: [write]}]\n"
+        + "evaluator: {generator: write, evaluator: write}\n"
+    ) == [
+        "loop.yaml:7:42: evaluator.evaluator: step 'write' is also the generator; "
+        "the evaluator judges another step"
+    ]
+
+
+def test_generator_must_run_before_the_evaluator() -> None:
+    """Also through another step: write -> outline -> critique."""
+    steps = """\
+steps:
+  - {name: critique}
+  - {name: outline, depends_on: [critique]}
+  - {name: write, depends_on: [outline]}
+evaluator: {generator: write, evaluator: critique}
+"""
+    assert problems(EVALUATOR + steps) == [
+        "loop.yaml:10:24: evaluator.generator: generator 'write' depends on evaluator "
+        "'critique'; it must run before the evaluator"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("dependency", "expected"),
+    [
+        ("depends_on: [critique]", "loop.yaml:6:35: steps[0].depends_on"),
+        ("dependencies: [{step_name: critique}]", "loop.yaml:6:37: steps[0].dependencies"),
+    ],
+)
+def test_derived_generator_must_run_before_the_derived_evaluator(
+    dependency: str, expected: str
+) -> None:
+    """Without an evaluator block the last step judges the one before it."""
+    steps = f"steps: [{{name: write, {dependency}}}, {{name: critique}}]\n"
+    assert problems(EVALUATOR + steps) == [
+        f"{expected}: generator 'write' depends on evaluator 'critique'; it must run before "
+        "the evaluator (without an 'evaluator' block, the last step judges the step before it)"
+    ]
+
+
+def test_evaluator_needs_two_steps_or_a_block() -> None:
+    assert problems(EVALUATOR + "steps: [{name: write}]\n") == [
+        "loop.yaml:3:10: pattern: evaluator_optimizer needs two steps (generator, evaluator) "
+        "or an 'evaluator' block"
+    ]
+
+
+FAN_OUT = """\
+name: demo
+goal: Compare vendors
+pattern: parallel_fan_out
+inputs: {pages: {description: the pages}, urls: {description: more pages}}
+agents: [{name: analyst}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("steps", "block", "position"),
+    [
+        pytest.param(
+            "[{name: outline}, {name: each}]",
+            "{map_step: each, map_over: input.pages, aggregator: each}",
+            "7:62",
+            id="declared-map-step",
+        ),
+        pytest.param(
+            "[{name: outline}, {name: each, map_over: input.pages}]",
+            "{aggregator: each}",
+            "7:23",
+            id="step-with-map-over",
+        ),
+    ],
+)
+def test_fan_out_aggregator_cannot_be_the_map_step(steps: str, block: str, position: str) -> None:
+    assert problems(FAN_OUT + f"steps: {steps}\nfan_out: {block}\n") == [
+        f"loop.yaml:{position}: fan_out.aggregator: step 'each' is the map step; "
+        "it cannot be its own aggregator"
+    ]
+
+
+def test_fan_out_aggregator_cannot_be_a_listed_branch() -> None:
+    assert problems(
+        FAN_OUT
+        + "steps: [{name: prices}, {name: reviews}, {name: report}]\n"
+        + "fan_out: {branches: [prices, reviews, report], aggregator: report}\n"
+    ) == [
+        "loop.yaml:7:39: fan_out.branches[2]: step 'report' is the aggregator; "
+        "it cannot also be a branch"
+    ]
+
+
+def test_fan_out_branches_cannot_wait_for_the_aggregator() -> None:
+    """The aggregator waits for every branch and the map step: a run would never end."""
+    steps = """\
+steps:
+  - {name: prices}
+  - {name: reviews, depends_on: [notes]}
+  - {name: notes, depends_on: [report]}
+  - {name: each, dependencies: [{step_name: report}]}
+  - {name: report}
+fan_out:
+  branches: [prices, reviews]
+  map_step: each
+  map_over: input.pages
+  aggregator: report
+"""
+    assert problems(FAN_OUT + steps) == [
+        "loop.yaml:8:33: steps[1].depends_on: branch 'reviews' depends on the aggregator "
+        "'report', which waits for every branch: neither could run",
+        "loop.yaml:10:32: steps[3].dependencies: map step 'each' depends on the aggregator "
+        "'report', which waits for every branch: neither could run",
+    ]
+
+
+def test_fan_out_needs_branches_or_a_map_step() -> None:
+    assert problems(FAN_OUT + "steps: [{name: report}]\nfan_out: {aggregator: report}\n") == [
+        "loop.yaml:7:10: fan_out: parallel_fan_out needs branch steps or a map_step"
+    ]
+
+
+def test_only_one_step_maps_over_a_list() -> None:
+    steps = """\
+steps:
+  - {name: summarise, map_over: input.pages}
+  - {name: tag, map_over: input.pages}
+  - {name: report, depends_on: [summarise, tag]}
+"""
+    assert problems(FAN_OUT + steps) == [
+        "loop.yaml:8:27: steps[1].map_over: only one step maps over a list, and it is "
+        "'summarise' (steps[0].map_over)"
+    ]
+
+
+def test_the_map_step_of_the_fan_out_block_is_the_only_one() -> None:
+    steps = """\
+steps:
+  - {name: summarise, map_over: input.urls}
+  - {name: tag, map_over: input.pages}
+  - {name: report, depends_on: [summarise, tag]}
+fan_out: {map_step: summarise, map_over: input.pages}
+"""
+    assert problems(FAN_OUT + steps) == [
+        "loop.yaml:7:33: steps[0].map_over: differs from fan_out.map_over 'input.pages'",
+        "loop.yaml:8:27: steps[1].map_over: only one step maps over a list, and it is "
+        "'summarise' (fan_out.map_step)",
+    ]
+
+
+def test_map_over_outside_the_fan_out_pattern() -> None:
+    assert problems(
+        """\
+        name: demo
+        goal: Summarise every page
+        inputs: {pages: {description: the pages}}
+        agents: [{name: writer}]
+        steps: [{name: summarise, map_over: input.pages}]
+        """
+    ) == ["loop.yaml:5:37: steps[0].map_over: map_over only applies to pattern 'parallel_fan_out'"]
+
+
+def test_custom_graph_step_has_one_conditional_edge() -> None:
+    """LangGraph takes one router per node; its branches are tried in order."""
+    assert problems(
+        """\
+        name: demo
+        goal: Draft until approved
+        pattern: custom
+        agents: [{name: writer}]
+        steps: [{name: draft}, {name: review}]
+        graph:
+          entry: draft
+          edges:
+            - {from: draft, to: review}
+            - {from: review, branches: [{when: {output_contains: OK}, to: END}]}
+            - {from: review, branches: [{when: {counter: turns, value: 5}, to: draft}]}
+        policy: {max_turns: 10}
+        """
+    ) == [
+        "loop.yaml:11:14: graph.edges[2].from: step 'review' already has a conditional edge "
+        "(graph.edges[1]); put all its branches in that edge"
+    ]
+
+
+def test_custom_pattern_needs_a_graph() -> None:
+    assert problems(
+        """\
+        name: demo
+        goal: Plan and act
+        pattern: custom
+        agents: [{name: worker}]
+        steps: [{name: plan}]
+        """
+    ) == ["loop.yaml:3:10: pattern: pattern 'custom' needs a 'graph' block (entry and edges)"]
+
+
+def test_problems_with_derived_parts_wait_for_the_rest() -> None:
+    """They need the validated model, so other problems are reported first."""
+    text = EVALUATOR + "steps: [{name: write}, {name: critique}]\n"
+    text += "evaluator: {generator: write, evaluator: write, max_iterations: 0}\n"
+    assert problems(text) == [
+        "loop.yaml:7:65: evaluator.max_iterations: must be greater than or equal to 1, got 0"
+    ]
+
+
+# --- specs made in Python -------------------------------------------------------------------
+
+
+def test_check_spec_runs_the_load_checks_on_a_spec_made_in_python() -> None:
+    spec = valid(EVALUATOR + "steps: [{name: write}, {name: critique, depends_on: [write]}]\n")
+    assert check_spec(spec) is spec
+    swapped = spec.model_copy(update={"steps": list(reversed(spec.steps))})
+    with pytest.raises(SpecError) as info:
+        check_spec(swapped)
+    assert info.value.lines() == [
+        "<spec>:1:1: steps[0].depends_on: generator 'critique' depends on evaluator 'write'; "
+        "it must run before the evaluator (without an 'evaluator' block, the last step judges "
+        "the step before it)"
+    ]
+    bard = spec.agents[0].model_copy(update={"name": "bard"})
+    steps = [spec.steps[0].model_copy(update={"agent": "poet"}), spec.steps[1]]
+    renamed = spec.model_copy(update={"agents": [bard], "steps": steps})
+    with pytest.raises(SpecError) as info:
+        check_spec(renamed, filename="made.yaml")
+    assert info.value.lines() == ["made.yaml:1:1: steps[0].agent: unknown agent 'poet'"]
+    with pytest.raises(SpecError) as info:
+        check_spec(spec.model_copy(update={"pattern": "handof"}))
+    assert info.value.lines()[-1].startswith("<spec>:1:1: pattern: must be 'sequential', ")
+
+
 # --- cycles -------------------------------------------------------------------------------
 
 
@@ -1067,5 +1346,11 @@ def _shipped_specs() -> list[Path]:
 
 
 @pytest.mark.parametrize("path", _shipped_specs(), ids=lambda p: str(p.relative_to(ROOT)))
-def test_shipped_specs_validate(path: Path) -> None:
-    assert isinstance(load_spec(path), LoopSpec)
+def test_shipped_specs_validate_and_compile(path: Path) -> None:
+    """Every example and template validates, and a spec that validates compiles."""
+    from loopengt import compile_spec
+
+    spec = load_spec(path)
+    assert isinstance(spec, LoopSpec)
+    assert check_spec(spec) is spec  # the same checks on the model find nothing either
+    assert compile_spec(spec, check_models=False).get_graph().nodes

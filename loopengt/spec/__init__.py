@@ -1,7 +1,13 @@
 """The LoopSpec: models, safe loading with source positions, and validation."""
 
 from loopengt.spec.errors import Problem, SpecError
-from loopengt.spec.loader import ValidationResult, load_spec, load_spec_text, validate_files
+from loopengt.spec.loader import (
+    ValidationResult,
+    check_spec,
+    load_spec,
+    load_spec_text,
+    validate_files,
+)
 from loopengt.spec.models import AgentRole, LoopSpec, Policy, StepSpec, ToolSpec
 
 __all__ = [
@@ -13,6 +19,7 @@ __all__ = [
     "StepSpec",
     "ToolSpec",
     "ValidationResult",
+    "check_spec",
     "load_spec",
     "load_spec_text",
     "validate_files",

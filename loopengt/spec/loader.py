@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from loopengt.spec.checks import check_references
 from loopengt.spec.errors import Problem, SpecError, did_you_mean
 from loopengt.spec.models import LoopSpec
-from loopengt.spec.roles import RoleError, evaluator_roles, fan_out_roles, supervisor_roles
+from loopengt.spec.pattern_checks import role_problems
 from loopengt.spec.yaml_source import MAX_SPEC_BYTES, SourceMap, YamlLoadError, load_yaml
 
 
@@ -64,8 +64,26 @@ def load_spec_text(text: str, *, filename: str = "<spec>") -> LoopSpec:
     spec: LoopSpec | None = None
     if not problems:
         spec = LoopSpec.model_validate(data)
-        problems += [_place(p, source) for p in _role_problems(spec)]
+        problems += [_place(p, source) for p in role_problems(spec)]
     if problems or spec is None:
+        raise SpecError(filename, _unique(problems))
+    return spec
+
+
+def check_spec(spec: LoopSpec, *, filename: str = "<spec>") -> LoopSpec:
+    """Run the checks that loading runs on a LoopSpec made or changed in Python.
+
+    ``LoopSpec.model_validate`` checks only the shape, and ``model_copy(update=...)`` not even
+    that; a compiler given such a spec could meet a dangling reference or a pattern it cannot
+    build. Raises :class:`SpecError` like :func:`load_spec`, without positions (there is no
+    source).
+    """
+    data = spec.model_dump(by_alias=True, exclude_none=True)
+    problems = [_model_problem(e, SourceMap()) for e in _validation_errors(data)]
+    problems += check_references(data)
+    if not problems:  # the roles of the validated copy: a model_copy may hold plain dicts
+        problems = role_problems(LoopSpec.model_validate(data))
+    if problems:
         raise SpecError(filename, _unique(problems))
     return spec
 
@@ -75,22 +93,6 @@ def _validation_errors(data: dict[str, Any]) -> list[Any]:
         LoopSpec.model_validate(data)
     except ValidationError as exc:
         return list(exc.errors(include_url=False))
-    return []
-
-
-def _role_problems(spec: LoopSpec) -> list[Problem]:
-    derive = {
-        "supervisor_worker": (supervisor_roles, "supervisor"),
-        "evaluator_optimizer": (evaluator_roles, "evaluator"),
-        "parallel_fan_out": (fan_out_roles, "fan_out"),
-    }.get(spec.pattern)
-    if derive is None:
-        return []
-    func, block = derive
-    try:
-        func(spec)
-    except RoleError as exc:
-        return [Problem((block,) if getattr(spec, block) is not None else ("pattern",), str(exc))]
     return []
 
 

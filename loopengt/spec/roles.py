@@ -12,13 +12,17 @@ every pattern:
 * parallel_fan_out: the branches are ``fan_out.branches``, else the steps without
   dependencies; the aggregator is ``fan_out.aggregator``, else the step that depends on every
   branch.
-* handoff: the entry agent is ``handoff.entry``, else the first agent.
+* handoff: the entry agent is ``handoff.entry``, else the first agent. An agent hands off to
+  its ``handoffs``, else, when the steps declare an order, to the agents of the steps right
+  after its own (the last one answers), else to every other agent (see
+  :func:`handoff_targets`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from loopengt.spec.check_base import reachable
 from loopengt.spec.models import LoopSpec
 
 
@@ -110,3 +114,50 @@ def step_agent(spec: LoopSpec, step_name: str) -> str:
     """The agent that runs a step: its own, or the only agent of the spec."""
     agent = spec.step(step_name).agent
     return agent if agent is not None else spec.agents[0].name
+
+
+def handoff_targets(spec: LoopSpec, agent_name: str) -> list[str]:
+    """The agents ``agent_name`` may hand off to, in the handoff pattern.
+
+    * Its own ``handoffs`` list, when it has one, as written: back-edges included, since
+      that is how a spec asks for a loop.
+    * Else, when the steps declare an order (some step has dependencies), the agents of the
+      steps that come right after its own steps, in step order. The agent of the last step
+      gets none: it answers, which ends the run.
+    * Else (no step order, or an agent that runs no step and so stands outside the order),
+      every other agent.
+
+    Why: "every other agent" as the only default offered billing, in a seed-schema pipeline
+    triage -> billing -> closer, a transfer back to triage, and a model that takes the first
+    transfer offered ping-ponged triage <-> billing until max_turns. The seed's handoff is
+    an enrichment pipeline, and its steps already say who comes next.
+
+    "Right after" means directly, not through another step: a seed step lists every step
+    whose output it reads (``edit`` depends on ``research`` and ``draft``), so ``edit`` does
+    not come right after ``research``; offering the editor to the researcher would let the
+    run skip the writer.
+    """
+    agent = next((a for a in spec.agents if a.name == agent_name), None)
+    if agent is None:
+        raise ValueError(f"unknown agent {agent_name!r}")
+    if agent.handoffs:
+        return list(dict.fromkeys(agent.handoffs))
+    everyone_else = [a.name for a in spec.agents if a.name != agent_name]
+    requires = {s.name: s.requires for s in spec.steps}
+    own = {s.name for s in spec.steps if step_agent(spec, s.name) == agent_name}
+    if not own or not any(requires.values()):
+        return everyone_else
+    targets: list[str] = []
+    for step in spec.steps:
+        if not any(_right_after(step.name, mine, requires) for mine in own):
+            continue
+        target = step_agent(spec, step.name)
+        if target != agent_name and target not in targets:
+            targets.append(target)
+    return targets
+
+
+def _right_after(step: str, before: str, requires: dict[str, list[str]]) -> bool:
+    """``step`` depends on ``before`` directly, not only through another of its dependencies."""
+    deps = requires[step]
+    return before in deps and not any(before in reachable(d, requires) for d in deps)

@@ -251,8 +251,9 @@ def test_seed_spec_default_max_iterations_is_half_the_turn_limit() -> None:
 
 
 def test_a_generator_that_depends_on_the_evaluator_is_rejected() -> None:
-    spec = spec_of(
-        LOOP.replace("generator: write, evaluator: judge", "generator: judge, evaluator: write")
+    # by validation, with its position, before anything is compiled
+    swapped = LOOP.replace(
+        "generator: write, evaluator: judge", "generator: judge, evaluator: write"
     )
-    with pytest.raises(UserInputError, match="must run before"):
-        compile_spec(spec, models=fake())
+    with pytest.raises(UserInputError, match=r"test.yaml:\d+:\d+: .*must run before"):
+        spec_of(swapped)
