@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from langgraph.graph.state import CompiledStateGraph
 
+from loopengt.config import Config
 from loopengt.graph.context import CompileContext, ModelsArg
 from loopengt.graph.state import Graph
-from loopengt.providers.pricing import configured_prices
 from loopengt.spec.loader import load_spec
 from loopengt.spec.models import LoopSpec
 
@@ -27,6 +27,7 @@ def compile_spec(
     check_models: bool = True,
     record: str | os.PathLike[str] | Cassette | None = None,
     replay: str | os.PathLike[str] | None = None,
+    config: Config | None = None,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile a LoopSpec onto a LangGraph ``StateGraph``.
 
@@ -38,6 +39,12 @@ def compile_spec(
 
     ``record`` saves every model call to that YAML cassette; ``replay`` answers every call
     from one, with no model resolved or called (``models`` is then unused).
+
+    ``config`` is the project's configuration (`Config.load(root)`); by default the one in
+    the working directory's `.loopengt/config.toml`.
+
+    Every node runs under both APIs: ``invoke``/``stream`` make model calls synchronously,
+    ``ainvoke``/``astream`` await them, so one event loop can drive many runs at once.
     """
     spec = spec_or_path if isinstance(spec_or_path, LoopSpec) else load_spec(spec_or_path)
     cassette = None
@@ -45,11 +52,9 @@ def compile_spec(
         from loopengt.providers.cassette import open_cassette
 
         cassette = open_cassette(spec.name, record, replay)
-    ctx = CompileContext(spec, models, cassette)
+    ctx = CompileContext(spec, models, cassette, config or Config.load())
     if check_models:
         ctx.check_models()
-        # a bad [prices] table would otherwise surface at the first model reply, mid-run
-        configured_prices()
     module = importlib.import_module(f"loopengt.compilers.{spec.pattern}")
     builder: Graph = module.build(ctx)
     graph = builder.compile(checkpointer=checkpointer, store=store, name=spec.name)

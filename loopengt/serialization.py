@@ -9,6 +9,11 @@ from pathlib import Path
 from typing import Any
 
 
+def as_text(output: Any) -> str:
+    """A step output as text: strings as they are, structured outputs as JSON."""
+    return output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
+
+
 def jsonable(value: Any) -> Any:
     """``value`` as plain JSON types (objects the json module cannot write become text), so
     what is kept in memory equals what is read back from a file."""

@@ -14,19 +14,14 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from loopengt.errors import UserInputError
-from loopengt.graph.tool_loop import run_tool
 from loopengt.spec.models import ToolSpec
 from loopengt.tools import load_tools
 from loopengt.tools.builtin import MAX_FILE_BYTES, MAX_HTTP_BYTES, builtin_tool
+from tests.support.tool_calls import call
 
 
 def builtin(name: str, **fields: Any) -> BaseTool:
     return load_tools([ToolSpec(name=name, kind="builtin", **fields)])[0]
-
-
-def call(tool: BaseTool, **args: Any) -> tuple[str, str]:
-    """What the tool loop hands the model for one call of ``tool``."""
-    return run_tool(tool, {"name": tool.name, "args": args, "id": "c1"}, {})
 
 
 @pytest.fixture

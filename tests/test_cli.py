@@ -111,13 +111,13 @@ def test_graph_on_a_bad_spec_reports_the_problem(tmp_path: Path) -> None:
 
 
 def test_invalid_config_toml_is_a_one_line_input_error(tmp_path: Path) -> None:
-    from loopengt.config import load_config
+    from loopengt.config import Config
     from loopengt.errors import UserInputError
 
     (tmp_path / ".loopengt").mkdir()
     (tmp_path / ".loopengt" / "config.toml").write_text("not = [valid")
     with pytest.raises(UserInputError, match=r"config\.toml: invalid TOML") as caught:
-        load_config(tmp_path)
+        Config.load(tmp_path)
     assert caught.value.exit_code == 2
     assert len(caught.value.messages()) == 1
 

@@ -20,11 +20,11 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from loopengt.errors import UserInputError
 from loopengt.graph.context import CompileContext
-from loopengt.graph.tool_loop import run_tool
 from loopengt.spec import load_spec_text
 from loopengt.spec.models import ToolSpec
 from loopengt.tools import load_tools
 from loopengt.tools import mcp_client as mcp_tools
+from tests.support.tool_calls import call
 
 SERVER = Path(__file__).parent / "support" / "mcp_server.py"
 ALL_TOOLS = ["word_count", "shout", "fail", "pid", "sleep", "getenv"]
@@ -56,11 +56,6 @@ def is_running(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def call(tool: Any, **args: Any) -> tuple[str, str]:
-    """What the tool loop hands the model for one call of ``tool``."""
-    return run_tool(tool, {"name": tool.name, "args": args, "id": "c1"}, {})
 
 
 def test_loads_every_tool_with_its_name_description_and_schema() -> None:

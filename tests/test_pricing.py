@@ -12,6 +12,7 @@ from langchain_core.language_models.fake_chat_models import FakeMessagesListChat
 from langchain_core.messages import AIMessage
 
 from loopengt.compile import compile_spec
+from loopengt.config import Config
 from loopengt.errors import UserInputError
 from loopengt.providers.pricing import KNOWN_PRICES, cost_usd, price_of
 from loopengt.spec import load_spec_text
@@ -92,14 +93,15 @@ def test_config_adds_and_overrides_prices() -> None:
         input = 3
         output = 12
     """)
-    assert price_of("my-model") == (1.0, 2.5)
-    assert price_of("openai:my-model") == (1.0, 2.5)
+    prices = Config.load().prices
+    assert price_of("my-model", prices) == (1.0, 2.5)
+    assert price_of("openai:my-model", prices) == (1.0, 2.5)
     # an override of a family applies to its snapshots too; a missing field costs 0
-    assert price_of("gpt-4o-mini-2024-07-18") == (0.1, 0.0)
+    assert price_of("gpt-4o-mini-2024-07-18", prices) == (0.1, 0.0)
     # a provider-prefixed entry is for that provider's name only
-    assert price_of("openai:gpt-4o") == (3.0, 12.0)
-    assert price_of("gpt-4o") == KNOWN_PRICES["gpt-4o"]
-    assert cost_usd("my-model", 1_000_000, 1_000_000) == pytest.approx(3.5)
+    assert price_of("openai:gpt-4o", prices) == (3.0, 12.0)
+    assert price_of("gpt-4o", prices) == KNOWN_PRICES["gpt-4o"]
+    assert cost_usd("my-model", 1_000_000, 1_000_000, prices) == pytest.approx(3.5)
 
 
 @pytest.mark.parametrize(
@@ -114,7 +116,7 @@ def test_config_adds_and_overrides_prices() -> None:
 def test_malformed_price_config_is_a_one_line_error(config: str) -> None:
     write_config(config)
     with pytest.raises(UserInputError) as exc:
-        price_of("gpt-4o")
+        Config.load()
     message = str(exc.value)
     assert "\n" not in message
     assert message.startswith(".loopengt/config.toml: [prices.")

@@ -5,7 +5,7 @@ it prints one line per finished step instead."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.live import Live
@@ -13,13 +13,23 @@ from rich.spinner import Spinner
 from rich.text import Text
 
 from loopengt.cli.output import err_console
+from loopengt.status import StepStatus
+from loopengt.tracing.events import EventKind
+
+if TYPE_CHECKING:
+    from loopengt.tracing.stream import RunEvent
 
 STREAM_LINES = 6
+MARKS = {
+    StepStatus.OK: "[green]✓[/]",
+    StepStatus.WAITING: "[yellow]…[/]",
+    StepStatus.REJECTED: "[yellow]↺[/]",
+}
 
 
 class RunProgress:
     def __init__(self) -> None:
-        self.agents: dict[str, str] = {}  # node name -> agent name, sent with run_start
+        self.agents: dict[str, str] = {}  # node name -> agent name, from its step_start
         self.live_mode = err_console.is_terminal
         self.started = time.monotonic()
         self.step_started: dict[str, float] = {}
@@ -37,42 +47,36 @@ class RunProgress:
         if self.live is not None:
             self.live.__exit__(None, None, None)
 
-    # the engine's event sink
-    def __call__(self, kind: str, data: dict[str, Any]) -> None:
-        node = data.get("node") or ""
-        if kind == "run_start":
-            self.agents = data.get("agents") or {}
-        elif kind == "step_start" and self._shown(node):
+    # a subscriber of the run's event stream (loopengt.tracing.stream)
+    def __call__(self, event: RunEvent) -> None:
+        node = event.step or ""
+        if event.kind == EventKind.STEP_START:
             self.step_started[node] = time.monotonic()
+            self.agents[node] = event.agent or node
             self.text[node] = ""
-        elif kind == "text" and node in self.step_started:
-            self.text[node] = (self.text.get(node, "") + data["text"])[-2000:]
-        elif kind == "update":
-            # an `__interrupt__` update is a tuple of Interrupts, not a state update
-            update = data.get("update")
-            usage = (update.get("usage") if isinstance(update, dict) else None) or {}
-            self.tokens += int(usage.get("total_tokens", 0))
-        elif kind == "step_end" and node in self.step_started:
-            if data.get("skipped"):
+        elif event.kind == EventKind.TEXT and node in self.step_started:
+            self.text[node] = (self.text.get(node, "") + event.data["text"])[-2000:]
+        elif event.kind == EventKind.MODEL_CALL:
+            data = event.data
+            self.tokens += int(data.get("input_tokens") or 0) + int(data.get("output_tokens") or 0)
+        elif event.kind == EventKind.STEP_END and node in self.step_started:
+            status = event.data.get("status")
+            if status == StepStatus.SKIPPED:  # reached after the run stopped: no work done
                 del self.step_started[node]
                 self.text.pop(node, None)
             else:
-                self._finished(node, data.get("error"), bool(data.get("waiting")))
+                self._finished(node, status)
         if self.live is not None:
             self.live.update(self._render())
-
-    def _shown(self, node: str) -> bool:
-        # pass-through and routing nodes (`X__passed`, `X__join`) are plumbing, not steps
-        return bool(node) and "__" not in node
 
     def _label(self, node: str) -> str:
         agent = self.agents.get(node)
         return f"{node} ({agent})" if agent and agent != node else node
 
-    def _finished(self, node: str, error: Any, waiting: bool = False) -> None:
+    def _finished(self, node: str, status: Any) -> None:
         seconds = time.monotonic() - self.step_started.pop(node)
         self.text.pop(node, None)
-        mark = "[yellow]…[/]" if waiting else "[red]✗[/]" if error else "[green]✓[/]"
+        mark = MARKS.get(status, "[red]✗[/]")
         line = f"{mark} {self._label(node)}  [dim]{seconds:.1f}s · {self.tokens} tokens so far[/]"
         if self.live is not None:
             self.live.console.print(line, highlight=False)

@@ -17,25 +17,18 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START
-from langgraph.runtime import Runtime
 
-from loopengt.compilers.sequential import add_step
 from loopengt.errors import UserInputError
+from loopengt.graph.calls import Calls
 from loopengt.graph.context import CompileContext
-from loopengt.graph.gates import as_text, load_verifier, run_verifier
-from loopengt.graph.nodes import StepNode
-from loopengt.graph.state import (
-    STATUS_COMPLETED,
-    Graph,
-    LoopState,
-    Update,
-    add_node,
-    add_router,
-    new_graph,
-)
+from loopengt.graph.gates import load_verifier, run_verifier
+from loopengt.graph.state import Graph, LoopState, Update, add_node, add_router
+from loopengt.graph.step import Attempt, StepTurn
+from loopengt.graph.wiring import add_step
+from loopengt.serialization import as_text
 from loopengt.spec.models import Condition, EdgeSpec
+from loopengt.status import RunStatus
 
 SPEC_END = "END"  # how a spec names the end of the graph
 # key in `feedback` (step -> text) holding the latest verdict's feedback; no step name starts
@@ -71,11 +64,11 @@ def as_verdict(value: Any) -> dict[str, Any] | None:
     return None
 
 
-class CustomStep(StepNode):
-    """A step node that also records a verdict-shaped output for conditions and feedback."""
+class CustomStep(StepTurn):
+    """A step that also records a verdict-shaped output for conditions and feedback."""
 
-    def __call__(self, state: LoopState, config: RunnableConfig, runtime: Runtime) -> Update:
-        update = super().__call__(state, config, runtime)
+    def done(self, state: LoopState, update: Update, outcome: Attempt, calls: Calls) -> Update:
+        update = super().done(state, update, outcome, calls)
         verdict = as_verdict((update.get("outputs") or {}).get(self.step.name))
         if verdict is not None:
             update["verdicts"] = {self.step.name: verdict}
@@ -145,7 +138,7 @@ def edge_router(edge: EdgeSpec, finish: str) -> Callable[[LoopState], str]:
 
 
 def finish_node(state: LoopState) -> Update:
-    return {} if state.get("stop_reason") else {"status": STATUS_COMPLETED}
+    return {} if state.get("stop_reason") else {"status": RunStatus.COMPLETED.value}
 
 
 def build(ctx: CompileContext) -> Graph:
@@ -162,7 +155,7 @@ def build(ctx: CompileContext) -> Graph:
     finish = "finish"
     while finish in names:
         finish += "_"
-    graph = new_graph(ctx.channels("verdicts", "feedback"))
+    graph = ctx.new_graph("verdicts", "feedback")
     exits: dict[str, str] = {}
     for step in spec.steps:
         note = None
@@ -170,7 +163,7 @@ def build(ctx: CompileContext) -> Graph:
             note = feedback_note
         sink = step.name not in sources or step.name in ends_at
         node = CustomStep(ctx, step, sink=sink, variables=feedback_variables, extra_prompt=note)
-        exits[step.name] = add_step(graph, ctx, node)
+        exits[step.name] = add_step(graph, node)
     conditional_ends = [
         e
         for e in edges

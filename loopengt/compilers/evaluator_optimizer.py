@@ -22,27 +22,21 @@ from collections.abc import Callable
 from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
-from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START
-from langgraph.runtime import Runtime
 
-from loopengt.compilers.sequential import add_step
 from loopengt.errors import UserInputError
-from loopengt.graph.context import CompileContext, describe_agent
-from loopengt.graph.gates import as_text
-from loopengt.graph.nodes import StepNode, retry_policy, stop
-from loopengt.graph.state import (
-    STATUS_COMPLETED,
-    Graph,
-    LoopState,
-    Update,
-    add_node,
-    add_router,
-    new_graph,
-)
+from loopengt.graph.calls import Calls
+from loopengt.graph.context import CompileContext
+from loopengt.graph.policy import stop
+from loopengt.graph.prompts import describe_agent
+from loopengt.graph.state import Graph, LoopState, Update, add_router
+from loopengt.graph.step import Attempt, StepTurn
+from loopengt.graph.wiring import add_step, add_turn
+from loopengt.serialization import as_text
 from loopengt.spec.checks import reachable
 from loopengt.spec.models import LoopSpec, StepSpec
 from loopengt.spec.roles import evaluator_roles
+from loopengt.status import RunStatus
 from loopengt.templating import placeholders, render, resolve
 
 VERDICT_SCHEMA: dict[str, Any] = {
@@ -85,8 +79,8 @@ def passes(verdict: dict[str, Any], pass_score: float | None) -> bool:
     return pass_score is not None and isinstance(score, int | float) and score >= pass_score
 
 
-class EvaluatorNode(StepNode):
-    """The evaluator step as a StepNode whose output is the verdict (so policy checks, retries,
+class EvaluatorTurn(StepTurn):
+    """The evaluator step as a step whose output is the verdict (so policy checks, retries,
     approval and the structured-output repair all apply), plus the loop decision."""
 
     def __init__(
@@ -130,8 +124,8 @@ class EvaluatorNode(StepNode):
         parts.append(JUDGE_INSTRUCTIONS)
         return [SystemMessage(describe_agent(self.agent)), HumanMessage("\n\n".join(parts))]
 
-    def __call__(self, state: LoopState, config: RunnableConfig, runtime: Runtime) -> Update:
-        update = super().__call__(state, config, runtime)
+    def done(self, state: LoopState, update: Update, outcome: Attempt, calls: Calls) -> Update:
+        update = super().done(state, update, outcome, calls)
         verdict = (update.get("outputs") or {}).get(self.step.name)
         if not isinstance(verdict, dict):
             return update  # halted before judging, or failed (reason in stop_reason)
@@ -141,7 +135,7 @@ class EvaluatorNode(StepNode):
         iteration = (state.get("visits") or {}).get(self.step.name, 0) + 1
         if passes(verdict, self.pass_score):
             if self.finishes:
-                update["status"] = STATUS_COMPLETED
+                update["status"] = RunStatus.COMPLETED.value
         elif iteration >= self.limit:
             why = str(verdict.get("feedback") or "")[:200]
             reason = (
@@ -189,7 +183,7 @@ def build(ctx: CompileContext) -> Graph:
         feedback = latest_feedback(state, ev)
         return f"\n\nFeedback on your previous attempt: {feedback}" if feedback else ""
 
-    graph = new_graph(ctx.channels("verdicts", "feedback"))
+    graph = ctx.new_graph("verdicts", "feedback")
     exits: dict[str, str] = {}
     for step in spec.steps:
         if step.name == ev:
@@ -198,10 +192,10 @@ def build(ctx: CompileContext) -> Graph:
         if step.name in body and not uses_feedback(step):
             note = feedback_note
         sink = step.name in suffix_sinks
-        node = StepNode(ctx, step, sink=sink, variables=variables, extra_prompt=note)
-        exits[step.name] = add_step(graph, ctx, node)
-    evaluator = EvaluatorNode(ctx, spec.step(ev), gen, finishes=not suffix)
-    add_node(graph, ev, evaluator, retry_policy=retry_policy(ctx))
+        turn = StepTurn(ctx, step, sink=sink, variables=variables, extra_prompt=note)
+        exits[step.name] = add_step(graph, turn)
+    evaluator = EvaluatorTurn(ctx, spec.step(ev), gen, finishes=not suffix)
+    add_turn(graph, evaluator)
 
     def wire(name: str, deps: list[str]) -> None:
         sources = [exits[d] for d in deps]

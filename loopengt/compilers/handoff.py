@@ -9,33 +9,23 @@ conversations, unless ``handoff.share_history`` is true.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage, ToolMessage
-from langchain_core.runnables import RunnableConfig
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.graph import END, START
-from langgraph.runtime import Runtime
 from langgraph.types import Command
 from pydantic import BaseModel, Field
 
-from loopengt.graph.context import CompileContext, describe_agent
-from loopengt.graph.model_calls import ModelCalls
-from loopengt.graph.nodes import (
-    context_parts,
-    failed_call,
-    policy_halt,
-    retry_policy,
-    started,
-    stop,
-    stop_condition,
-)
-from loopengt.graph.state import STATUS_COMPLETED, Graph, LoopState, Update, add_node, new_graph
-from loopengt.graph.tool_loop import run_tool
+from loopengt.graph.calls import Calls, Work
+from loopengt.graph.context import CompileContext
+from loopengt.graph.policy import stop, stop_condition
+from loopengt.graph.prompts import context_parts, describe_agent
+from loopengt.graph.state import Graph, LoopState, Update
+from loopengt.graph.tool_loop import Outcome, tool_loop
+from loopengt.graph.turn import AgentTurn, Result
+from loopengt.graph.wiring import add_turn
 from loopengt.spec.models import AgentRole, StepSpec
 from loopengt.spec.roles import handoff_entry, step_agent
+from loopengt.status import RunStatus
 from loopengt.templating import placeholders, render
 
 TRANSFER_PREFIX = "transfer_to_"
@@ -69,68 +59,12 @@ def transfer_tool(target: AgentRole) -> BaseTool:
     )
 
 
-@dataclass
-class Outcome:
-    """One activation of an agent: its text, the messages to record, and a transfer if any."""
-
-    text: str
-    recorded: list[BaseMessage] = field(default_factory=list)
-    target: str | None = None
-    args: dict[str, Any] = field(default_factory=dict)
-
-
-def run_agent(
-    calls: ModelCalls,
-    model: BaseChatModel,
-    conversation: list[BaseMessage],
-    tools: list[BaseTool],
-    transfers: dict[str, str],
-    max_rounds: int,
-) -> Outcome:
-    """A tool-calling loop that stops at the first transfer call (``transfers`` maps a transfer
-    tool's name, among ``tools``, to its agent); a tool that raises gives the model its error
-    text instead of ending the run."""
-    by_name = {t.name: t for t in tools}
-    bound: Any = model.bind_tools(tools) if tools else model
-    conversation = list(conversation)
-    outcome = Outcome(text="")
-    texts: list[str] = []
-    for _ in range(max_rounds + 1):
-        reply = calls(bound, conversation)
-        outcome.recorded.append(reply)
-        conversation.append(reply)
-        if reply.text:
-            texts.append(str(reply.text))
-        outcome.text = "\n".join(texts)
-        if not reply.tool_calls:
-            return outcome
-        handoff = next((c for c in reply.tool_calls if c["name"] in transfers), None)
-        for call in reply.tool_calls:
-            if handoff is not None:
-                # every call gets an answer so a shared history stays a valid conversation
-                done = call is handoff
-                content = f"Transferred to {transfers[call['name']]}." if done else "Not run."
-                status = "success" if done else "error"
-            else:
-                content, status = run_tool(by_name.get(call["name"]), call, calls.config)
-            result = ToolMessage(content, tool_call_id=call["id"] or "", status=status)
-            outcome.recorded.append(result)
-            conversation.append(result)
-        if handoff is not None:
-            outcome.target, outcome.args = transfers[handoff["name"]], dict(handoff["args"])
-            return outcome
-    final = calls(model, [*conversation, HumanMessage("Give your final answer now.")])
-    outcome.recorded.append(final)
-    outcome.text = "\n".join([*texts, str(final.text)]).strip()
-    return outcome
-
-
-class AgentNode:
+class HandoffTurn(AgentTurn):
     """One agent's turn: answer (ending the run) or hand off to another agent."""
 
     def __init__(self, ctx: CompileContext, agent: AgentRole) -> None:
-        self.ctx = ctx
-        self.agent = agent
+        timeout = ctx.spec.policy.step_timeout_seconds
+        super().__init__(ctx, agent, agent.name, what=f"agent {agent.name!r}", timeout=timeout)
         self.targets = handoff_targets(ctx, agent)
         self.transfer_tools = [transfer_tool(t) for t in self.targets]
         self.transfers = {f"{TRANSFER_PREFIX}{t.name}": t.name for t in self.targets}
@@ -140,8 +74,6 @@ class AgentNode:
         block = ctx.spec.handoff
         self.max_handoffs = block.max_handoffs if block else None
         self.share_history = block.share_history if block else False
-        self.timeout = ctx.spec.policy.step_timeout_seconds
-        self.__name__ = agent.name
 
     def prompt(self, state: LoopState) -> str:
         task = state.get("task")
@@ -157,7 +89,7 @@ class AgentNode:
             if task and "task" not in placeholders(step.prompt):
                 text += f"\n\nTask handed off to you:\n{task}"
             return text
-        parts = context_parts(self.ctx, state)
+        parts = context_parts(self.ctx.spec, state)
         if step is not None and step.description:
             parts.append(f"Your part: {step.description}")
         if task:
@@ -176,46 +108,36 @@ class AgentNode:
             )
         return text
 
-    def __call__(self, state: LoopState, config: RunnableConfig, runtime: Runtime) -> Command[Any]:
-        if state.get("stop_reason"):
-            return Command(goto=END)
-        first = started(self.ctx, state)
-        halted = policy_halt(self.ctx, state)
-        if halted:
-            return Command(goto=END, update={**first, **halted})
+    def work(self, state: LoopState, calls: Calls) -> Work[tuple[HumanMessage, Outcome]]:
         history = list(state.get("messages") or []) if self.share_history else []
         prompt = HumanMessage(self.prompt(state))
         conversation: list[BaseMessage] = [SystemMessage(self.system()), *history, prompt]
-        calls = ModelCalls(config, self.timeout)
-        update: Update = {**first, "turns": 1, "visits": {self.agent.name: 1}}
-        try:
-            outcome = run_agent(
-                calls,
-                self.ctx.model_for(self.agent),
-                conversation,
-                [*self.ctx.tools_for(self.agent), *self.transfer_tools],
-                self.transfers,
-                self.agent.max_tool_calls,
-            )
-        except Exception as exc:
-            what = f"agent {self.agent.name!r}"
-            failed = failed_call(exc, self.ctx, runtime, what, self.agent.name)
-            return Command(goto=END, update={**update, **failed, "usage": calls.usage()})
-        update["usage"] = calls.usage()
-        update["messages"] = [prompt, *outcome.recorded]
-        if outcome.target is None:
-            update["outputs"] = {self.agent.name: outcome.text}
-            halted = stop_condition(self.ctx, self.agent.name, outcome.text)
-            return Command(
-                goto=END, update={**update, "status": STATUS_COMPLETED, **(halted or {})}
-            )
-        return self.hand_off(state, update, outcome)
+        outcome = yield from tool_loop(
+            calls,
+            self.ctx.model_for(self.agent),
+            conversation,
+            [*self.ctx.tools_for(self.agent), *self.transfer_tools],
+            self.agent.max_tool_calls,
+            self.transfers,
+        )
+        return prompt, outcome
 
-    def hand_off(self, state: LoopState, update: Update, outcome: Outcome) -> Command[Any]:
-        task = str(outcome.args.get("task") or "").strip()
-        context = str(outcome.args.get("context") or "").strip()
+    def done(
+        self, state: LoopState, update: Update, outcome: tuple[HumanMessage, Outcome], calls: Calls
+    ) -> Result:
+        prompt, result = outcome
+        update["usage"] = calls.usage()
+        update["messages"] = [prompt, *result.recorded]
+        text = "\n".join(result.texts)
+        if result.target is None:
+            update["outputs"] = {self.agent.name: text}
+            halted = stop_condition(self.ctx, self.agent.name, text)
+            completed = {"status": RunStatus.COMPLETED.value, **(halted or {})}
+            return Command(goto=END, update={**update, **completed})
+        task = str(result.args.get("task") or "").strip()
+        context = str(result.args.get("context") or "").strip()
         handed = task + (f"\n\nContext from {self.agent.name}:\n{context}" if context else "")
-        text = outcome.text or f"(handed off to {outcome.target}: {task})"
+        text = text or f"(handed off to {result.target}: {task})"
         update["outputs"] = {self.agent.name: text}
         # every activation but the first was started by a handoff
         done = sum((state.get("visits") or {}).values())
@@ -225,18 +147,19 @@ class AgentNode:
         halted = stop_condition(self.ctx, self.agent.name, text)
         if halted:
             return Command(goto=END, update={**update, **halted})
-        update.update({"active_agent": outcome.target, "task": handed})
-        return Command(goto=outcome.target, update=update)
+        update.update({"active_agent": result.target, "task": handed})
+        return Command(goto=result.target, update=update)
+
+    def ended(self, update: Update) -> Result:
+        return Command(goto=END, update=update)
 
 
 def build(ctx: CompileContext) -> Graph:
-    graph = new_graph(ctx.channels("active_agent", "task"))
+    graph = ctx.new_graph("active_agent", "task")
     for agent in ctx.spec.agents:
-        node = AgentNode(ctx, agent)
-        targets = tuple(t.name for t in node.targets)
+        turn = HandoffTurn(ctx, agent)
+        targets = tuple(t.name for t in turn.targets)
         # destinations: Command routing is dynamic, so tell LangGraph (and the mermaid drawing)
-        add_node(
-            graph, agent.name, node, retry_policy=retry_policy(ctx), destinations=(*targets, END)
-        )
+        add_turn(graph, turn, destinations=(*targets, END))
     graph.add_edge(START, handoff_entry(ctx.spec))
     return graph

@@ -17,28 +17,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START
-from langgraph.runtime import Runtime
 from langgraph.types import Send
 
-from loopengt.compilers.sequential import add_step, wire
 from loopengt.errors import UserInputError
+from loopengt.graph.calls import Calls, Work
 from loopengt.graph.context import CompileContext
-from loopengt.graph.nodes import StepNode, noop, retry_policy, stop
-from loopengt.graph.state import (
-    STATUS_COMPLETED,
-    STATUS_FAILED,
-    Graph,
-    LoopState,
-    Update,
-    add_node,
-    add_router,
-    merge_update,
-    new_graph,
-)
+from loopengt.graph.policy import stop
+from loopengt.graph.state import Graph, LoopState, Update, add_node, add_router, merge_update
+from loopengt.graph.step import StepTurn
+from loopengt.graph.turn import Result
+from loopengt.graph.wiring import add_step, add_turn, noop, wire
 from loopengt.spec.models import LoopSpec
 from loopengt.spec.roles import FanOutRoles, fan_out_roles
+from loopengt.status import RunStatus
 
 # what a mapped run sees of the shared state (besides its item); gate feedback and attempt
 # counts are left out so that each item's gate loop starts afresh
@@ -53,29 +45,30 @@ def dispatch_node(map_step: str) -> str:
     return f"{map_step}__dispatch"
 
 
-class MappedStep:
-    """One item of the map: the step's node run on a Send payload. Its output goes to
+class MappedStep(StepTurn):
+    """One item of the map: the step run on a Send payload. Its output goes to
     ``mapped[step][item_index]``; a gated step retries inside this node, because a gate
-    loop through the graph would lose the item."""
+    loop through the graph would lose the item. Each gate attempt is a turn of its own, with
+    its own step timeout and usage."""
 
-    def __init__(self, node: StepNode) -> None:
-        self.node = node
-        self.name = node.step.name
-
-    def __call__(self, state: LoopState, config: RunnableConfig, runtime: Runtime) -> Update:
+    def turn(self, state: LoopState, calls: Calls) -> Work[Result]:
         local: dict[str, Any] = dict(state)
         total: Update = {}
         while True:
-            update = self.node(local, config, runtime)  # type: ignore[arg-type]  # a LoopState
+            update = yield from super().turn(local, calls)  # type: ignore[arg-type]
+            assert isinstance(update, dict)  # a step's turn routes with edges, not Commands
             local, total = merge_update(local, update), merge_update(total, update)
-            retry = (update.get("feedback") or {}).get(self.name)
+            retry = (update.get("feedback") or {}).get(self.step.name)
             if update.get("stop_reason") or not retry:
                 break
+            calls = Calls(self.timeout, self.prices, calls.attempt)
         result = {k: v for k, v in total.items() if k not in ("outputs", "feedback")}
         result.pop("gate_attempts", None)  # per item; the run-wide count would mislead a retry
         outputs = total.get("outputs") or {}
-        if self.name in outputs:
-            result["mapped"] = {self.name: {state.get("item_index", 0): outputs[self.name]}}
+        if self.step.name in outputs:
+            result["mapped"] = {
+                self.step.name: {state.get("item_index", 0): outputs[self.step.name]}
+            }
         return result
 
 
@@ -118,14 +111,14 @@ def joiner(spec: LoopSpec, map_step: str, map_over: str, sink: bool) -> Callable
         if not isinstance(items, list):
             got = "nothing" if items is None else type(items).__name__
             reason = f"error: step {map_step!r} maps over {map_over}: not a list (got {got})"
-            return {"outputs": {map_step: []}, **stop(reason, STATUS_FAILED)}
+            return {"outputs": {map_step: []}, **stop(reason, RunStatus.FAILED)}
         results = (state.get("mapped") or {}).get(map_step) or {}
         # keys may come back as strings from a checkpoint; order by the item's index
         ordered = [results[k] for k in sorted(results, key=int)]
         # written even after a stop: it only reshapes results already in state
         update: Update = {"outputs": {map_step: ordered}}
         if sink and not state.get("stop_reason"):
-            update["status"] = STATUS_COMPLETED
+            update["status"] = RunStatus.COMPLETED.value
         return update
 
     join.__name__ = join_node(map_step)
@@ -150,7 +143,7 @@ def effective_requires(spec: LoopSpec, roles: FanOutRoles) -> dict[str, list[str
 def build(ctx: CompileContext) -> Graph:
     spec = ctx.spec
     roles = fan_out_roles(spec)
-    graph: Graph = new_graph(ctx.channels("mapped"))
+    graph: Graph = ctx.new_graph("mapped")
     requires = effective_requires(spec, roles)
     has_dependants = {dep for deps in requires.values() for dep in deps}
     exits: dict[str, str] = {}
@@ -158,8 +151,7 @@ def build(ctx: CompileContext) -> Graph:
         sink = step.name not in has_dependants
         if step.name == roles.map_step:
             assert roles.map_over is not None  # FanOutSpec/roles keep the two together
-            node = MappedStep(StepNode(ctx, step, variables=item_variable))
-            add_node(graph, step.name, node, retry_policy=retry_policy(ctx))
+            add_turn(graph, MappedStep(ctx, step, variables=item_variable))
             exits[step.name] = join_node(step.name)
             add_node(graph, exits[step.name], joiner(spec, step.name, roles.map_over, sink))
             graph.add_edge(step.name, exits[step.name])
@@ -167,7 +159,7 @@ def build(ctx: CompileContext) -> Graph:
         if step.name == roles.aggregator:
             # its default prompt lists the results of `requires`: every branch, in order
             step = step.model_copy(update={"depends_on": requires[step.name], "dependencies": []})
-        exits[step.name] = add_step(graph, ctx, StepNode(ctx, step, sink=sink))
+        exits[step.name] = add_step(graph, StepTurn(ctx, step, sink=sink))
     for step in spec.steps:
         deps = [exits[d] for d in requires[step.name]]
         if step.name == roles.map_step:

@@ -13,36 +13,23 @@ from collections.abc import Callable
 from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
-from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START
-from langgraph.runtime import Runtime
 from langgraph.types import Command
 
-from loopengt.graph.context import CompileContext, describe_agent
-from loopengt.graph.gates import as_text
-from loopengt.graph.model_calls import ModelCalls
-from loopengt.graph.nodes import (
-    StepNode,
-    context_parts,
-    failed_call,
-    failure,
-    policy_halt,
-    retry_policy,
-    started,
-    stop,
-)
-from loopengt.graph.state import (
-    STATUS_COMPLETED,
-    Graph,
-    LoopState,
-    Update,
-    add_node,
-    add_router,
-    new_graph,
-)
-from loopengt.graph.structured import StructuredOutputError, structured_call
+from loopengt.graph.calls import Calls, Work
+from loopengt.graph.context import CompileContext
+from loopengt.graph.gates import gate_router
+from loopengt.graph.policy import stop
+from loopengt.graph.prompts import context_parts, describe_agent
+from loopengt.graph.state import Graph, LoopState, Update, add_router
+from loopengt.graph.step import StepTurn
+from loopengt.graph.structured import structured_call
+from loopengt.graph.turn import AgentTurn, Result
+from loopengt.graph.wiring import add_turn
+from loopengt.serialization import as_text
 from loopengt.spec.models import AgentRole, StepSpec
 from loopengt.spec.roles import step_agent, supervisor_roles
+from loopengt.status import RunStatus
 
 FINISH = "FINISH"
 TASK_MAX_LENGTH = 500
@@ -74,21 +61,19 @@ def worker_step(ctx: CompileContext, worker: str) -> StepSpec:
     return StepSpec(name=worker, agent=worker, description=agent.description)
 
 
-class SupervisorNode:
+class SupervisorTurn(AgentTurn):
     """Decides who works next; every policy stop is made here before the model is called."""
 
     def __init__(self, ctx: CompileContext, agent: AgentRole, workers: dict[str, StepSpec]):
-        self.ctx = ctx
-        self.agent = agent
+        timeout = ctx.spec.policy.step_timeout_seconds
+        super().__init__(ctx, agent, agent.name, what=f"supervisor {agent.name!r}", timeout=timeout)
         self.workers = workers  # worker agent -> the step it runs
         self.schema = routing_schema(tuple(workers))
         block = ctx.spec.supervisor
         self.max_decisions = block.max_turns if block else None
-        self.timeout = ctx.spec.policy.step_timeout_seconds
-        self.__name__ = agent.name
 
-    def decisions_limit(self, state: LoopState) -> Update | None:
-        made = (state.get("visits") or {}).get(self.agent.name, 0)
+    def halt(self, state: LoopState) -> Update | None:
+        made = (state.get("visits") or {}).get(self.name, 0)
         if self.max_decisions is not None and made >= self.max_decisions:
             return stop(
                 f"max_turns: the supervisor reached its limit of {self.max_decisions} decisions"
@@ -96,7 +81,7 @@ class SupervisorNode:
         return None
 
     def messages(self, state: LoopState) -> list[BaseMessage]:
-        parts = context_parts(self.ctx, state)
+        parts = context_parts(self.ctx.spec, state)
         lines = []
         for name, step in self.workers.items():
             agent = self.ctx.spec.agent(name)
@@ -121,33 +106,25 @@ class SupervisorNode:
         system = describe_agent(self.agent) + "\n\n" + SUPERVISOR_RULES
         return [SystemMessage(system), HumanMessage("\n\n".join(parts))]
 
-    def __call__(self, state: LoopState, config: RunnableConfig, runtime: Runtime) -> Command[Any]:
-        if state.get("stop_reason"):
-            return Command(goto=END)
-        first = started(self.ctx, state)
-        halted = policy_halt(self.ctx, state) or self.decisions_limit(state)
-        if halted:
-            return Command(goto=END, update={**first, **halted})
-        calls = ModelCalls(config, self.timeout)
-        update: Update = {**first, "turns": 1, "visits": {self.agent.name: 1}}
+    def work(self, state: LoopState, calls: Calls) -> Work[Any]:
         model = self.ctx.model_for(self.agent)
-        try:
-            decision, _ = structured_call(
-                calls, model, self.messages(state), self.schema, what="supervisor routing"
+        messages = self.messages(state)
+        return (
+            yield from structured_call(
+                calls, model, messages, self.schema, what="supervisor routing"
             )
-        except StructuredOutputError as exc:
-            failed = failure(self.agent.name, str(exc))
-            return Command(goto=END, update={**update, **failed, "usage": calls.usage()})
-        except Exception as exc:
-            what = f"supervisor {self.agent.name!r}"
-            failed = failed_call(exc, self.ctx, runtime, what, self.agent.name)
-            return Command(goto=END, update={**update, **failed, "usage": calls.usage()})
+        )
+
+    def done(self, state: LoopState, update: Update, outcome: Any, calls: Calls) -> Result:
         update["usage"] = calls.usage()
-        target = decision["next"]
+        target = outcome["next"]
         if target == FINISH:
-            return Command(goto=END, update={**update, "status": STATUS_COMPLETED})
-        task = decision.get("task") or None
+            return Command(goto=END, update={**update, "status": RunStatus.COMPLETED.value})
+        task = outcome.get("task") or None
         return Command(goto=target, update={**update, "next_worker": target, "task": task})
+
+    def ended(self, update: Update) -> Result:
+        return Command(goto=END, update=update)
 
 
 def other_results(step: StepSpec, steps: list[str]) -> Callable[[LoopState], str]:
@@ -163,39 +140,23 @@ def other_results(step: StepSpec, steps: list[str]) -> Callable[[LoopState], str
     return extra
 
 
-def after_gated_worker(worker: str, step: str, supervisor: str) -> Callable[[LoopState], str]:
-    """A gated worker retries itself until its gate passes, then reports to the supervisor."""
-
-    def route(state: LoopState) -> str:
-        if state.get("stop_reason"):
-            return END
-        return worker if (state.get("feedback") or {}).get(step) else supervisor
-
-    route.__name__ = f"after_{worker}"
-    return route
-
-
 def build(ctx: CompileContext) -> Graph:
     roles = supervisor_roles(ctx.spec)
     workers = {worker: worker_step(ctx, worker) for worker in roles.workers}
-    graph = new_graph(ctx.channels("next_worker", "task", "feedback"))
-    supervisor = SupervisorNode(ctx, ctx.spec.agent(roles.supervisor), workers)
+    graph = ctx.new_graph("next_worker", "task", "feedback")
+    supervisor = SupervisorTurn(ctx, ctx.spec.agent(roles.supervisor), workers)
     # destinations: Command routing is dynamic, so tell LangGraph (and the mermaid drawing)
-    add_node(
-        graph,
-        roles.supervisor,
-        supervisor,
-        retry_policy=retry_policy(ctx),
-        destinations=(*workers, END),
-    )
+    add_turn(graph, supervisor, destinations=(*workers, END))
     graph.add_edge(START, roles.supervisor)
     for worker, step in workers.items():
         extra = None if step.prompt else other_results(step, [s.name for s in workers.values()])
-        node = StepNode(ctx, step, variables=lambda s: {"task": s.get("task")}, extra_prompt=extra)
-        add_node(graph, worker, node, retry_policy=retry_policy(ctx))
-        if node.gate is None:
+        turn = StepTurn(
+            ctx, step, node=worker, variables=lambda s: {"task": s.get("task")}, extra_prompt=extra
+        )
+        add_turn(graph, turn)
+        if turn.gate is None:
             graph.add_edge(worker, roles.supervisor)
         else:
-            route = after_gated_worker(worker, step.name, roles.supervisor)
+            route = gate_router(worker, step.name, roles.supervisor)
             add_router(graph, worker, route, [worker, roles.supervisor, END])
     return graph

@@ -1,28 +1,193 @@
-"""A node's model calls: each under what is left of the step timeout, their replies and
-token usage kept for the state update."""
+"""A turn's model and tool calls, and the two drivers that make them.
+
+The agent turn (turn.py) is written once, as a generator that yields each call it needs —
+a `ModelCall` or a `ToolUse` — and is sent its result. `drive` makes the calls with
+`invoke` under LangGraph's sync API; `adrive` awaits `ainvoke` under `ainvoke`/`astream`,
+so no node holds a thread while a model answers and hundreds of runs share one event loop.
+A model call that raises is thrown into the generator, which decides (retry, fail the run).
+
+`Calls` belongs to one attempt of a turn: its step-timeout deadline, which every model call
+gets what is left of, and its replies, whose token usage the turn writes to the state.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Generator, Mapping
+from typing import Any, TypeVar
 
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.runnables import RunnableConfig
+from langchain_core.messages.tool import ToolCall
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.tools import BaseTool
 
 from loopengt.graph.state import Update, add_numbers, new_usage
 from loopengt.providers.pricing import cost_usd
+from loopengt.serialization import as_text
+
+T = TypeVar("T")
 
 
 class StepTimeoutError(TimeoutError):
     """A step's model call ran past step_timeout_seconds (retried per policy)."""
 
 
-def call_with_timeout(func: Callable[[], AIMessage], seconds: float, limit: float) -> AIMessage:
-    """Run ``func`` for at most ``seconds``; ``limit`` is the configured step timeout the
-    error names (``seconds`` is what is left of it)."""
+class ModelCall:
+    """One model call a turn asks for; its result is the reply (an AIMessage)."""
+
+    __slots__ = ("calls", "messages", "model")
+
+    def __init__(self, calls: Calls, model: Runnable[Any, Any], messages: list[BaseMessage]):
+        self.calls = calls
+        self.model = model
+        self.messages = messages
+
+
+class ToolUse:
+    """One tool call a turn asks for; its result is (content, status), an error becoming
+    text the model can act on."""
+
+    __slots__ = ("call", "tool")
+
+    def __init__(self, tool: BaseTool | None, call: ToolCall) -> None:
+        self.tool = tool
+        self.call = call
+
+
+Request = ModelCall | ToolUse
+Work = Generator[Request, Any, T]
+
+
+class Calls:
+    """The model calls of one attempt of a turn: the step timeout, replies and usage."""
+
+    __slots__ = ("attempt", "deadline", "prices", "replies", "timeout")
+
+    def __init__(
+        self,
+        timeout: float | None,
+        prices: Mapping[str, tuple[float, float]] | None = None,
+        attempt: int = 1,
+    ) -> None:
+        self.attempt = attempt  # LangGraph's RetryPolicy attempt of the node, from 1
+        self.timeout = timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.prices = prices or {}
+        self.replies: list[AIMessage] = []
+
+    def model(self, model: Runnable[Any, Any], messages: list[BaseMessage]) -> ModelCall:
+        return ModelCall(self, model, messages)
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+    def keep(self, reply: Any) -> AIMessage:
+        if not isinstance(reply, AIMessage):  # a model that answers with a string or a chunk
+            reply = AIMessage(content=str(getattr(reply, "content", reply)))
+        message: AIMessage = reply
+        self.replies.append(message)
+        return message
+
+    def timed_out(self) -> StepTimeoutError:
+        return StepTimeoutError(f"no answer within the step timeout of {self.timeout:g}s")
+
+    def usage(self) -> Update:
+        if len(self.replies) == 1:
+            return usage_of(self.replies[0], self.prices)
+        total: Update = {}
+        for reply in self.replies:
+            total = add_numbers(total, usage_of(reply, self.prices))
+        return total
+
+
+def usage_of(message: AIMessage, prices: Mapping[str, tuple[float, float]]) -> Update:
+    meta = message.usage_metadata
+    if meta is None:
+        return new_usage(0, 0, 0.0)
+    tokens_in, tokens_out = meta.get("input_tokens", 0), meta.get("output_tokens", 0)
+    model = message.response_metadata.get("model_name")
+    return new_usage(tokens_in, tokens_out, cost_usd(model, tokens_in, tokens_out, prices))
+
+
+# -- the drivers ---------------------------------------------------------------------------------
+
+
+def drive(work: Work[T], config: RunnableConfig) -> T:
+    """Run ``work`` making its calls synchronously (LangGraph's `invoke`/`stream`)."""
+    value: Any = None
+    error: Exception | None = None
+    try:
+        while True:
+            request = work.send(value) if error is None else work.throw(error)
+            value, error = None, None
+            try:
+                if type(request) is ModelCall:
+                    value = _model_call(request)
+                else:
+                    value = _tool_use(request, config)  # type: ignore[arg-type]
+            except Exception as exc:
+                error = exc
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    finally:
+        work.close()
+
+
+async def adrive(work: Work[T], config: RunnableConfig) -> T:
+    """Run ``work`` awaiting its calls (LangGraph's `ainvoke`/`astream`)."""
+    value: Any = None
+    error: Exception | None = None
+    try:
+        while True:
+            request = work.send(value) if error is None else work.throw(error)
+            value, error = None, None
+            try:
+                if type(request) is ModelCall:
+                    value = await _amodel_call(request)
+                else:
+                    value = await _atool_use(request, config)  # type: ignore[arg-type]
+            except Exception as exc:
+                error = exc
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    finally:
+        work.close()
+
+
+# no config argument to the model: LangChain takes the node's config (callbacks, tags,
+# metadata) from the context LangGraph sets around the node, and passing it as well costs a
+# second config merge on every call
+
+
+def _model_call(request: ModelCall) -> AIMessage:
+    calls, model, messages = request.calls, request.model, request.messages
+    remaining = calls.remaining()
+    if remaining is None:
+        return calls.keep(model.invoke(messages))
+    return calls.keep(_with_timeout(lambda: model.invoke(messages), remaining, calls))
+
+
+async def _amodel_call(request: ModelCall) -> AIMessage:
+    calls = request.calls
+    remaining = calls.remaining()
+    if remaining is None:
+        return calls.keep(await request.model.ainvoke(request.messages))
+    scope = asyncio.timeout(remaining)
+    try:
+        async with scope:
+            reply = await request.model.ainvoke(request.messages)
+    except TimeoutError:
+        if scope.expired():
+            raise calls.timed_out() from None
+        raise
+    return calls.keep(reply)
+
+
+def _with_timeout(func: Callable[[], Any], seconds: float, calls: Calls) -> Any:
+    """``func()`` for at most ``seconds``, in a thread: sync code cannot be cancelled."""
     box: dict[str, Any] = {}
 
     def target() -> None:
@@ -37,48 +202,34 @@ def call_with_timeout(func: Callable[[], AIMessage], seconds: float, limit: floa
     worker.start()
     worker.join(seconds)
     if worker.is_alive():
-        raise StepTimeoutError(f"no answer within the step timeout of {limit:g}s")
+        raise calls.timed_out()
     if "error" in box:
         raise box["error"]
-    return box["value"]  # type: ignore[no-any-return]  # set by target() when no error
+    return box["value"]
 
 
-def usage_of(message: AIMessage) -> Update:
-    meta = message.usage_metadata
-    if meta is None:
-        return new_usage(0, 0, 0.0)
-    tokens_in, tokens_out = meta.get("input_tokens", 0), meta.get("output_tokens", 0)
-    model = message.response_metadata.get("model_name")
-    return new_usage(tokens_in, tokens_out, cost_usd(model, tokens_in, tokens_out))
+def _tool_use(request: ToolUse, config: RunnableConfig) -> tuple[str, str]:
+    try:
+        return as_text(_offered(request).invoke(request.call["args"], config)), "success"
+    except Exception as exc:
+        return _tool_error(exc)
 
 
-class ModelCalls:
-    """Model calls of one node execution: applies the timeout, keeps usage and replies."""
+async def _atool_use(request: ToolUse, config: RunnableConfig) -> tuple[str, str]:
+    try:
+        output = await _offered(request).ainvoke(request.call["args"], config)
+        return as_text(output), "success"
+    except Exception as exc:
+        return _tool_error(exc)
 
-    def __init__(self, config: RunnableConfig, timeout: float | None) -> None:
-        self.config = config
-        self.timeout = timeout
-        self.deadline = None if timeout is None else time.monotonic() + timeout
-        self.replies: list[AIMessage] = []
 
-    def __call__(self, model: Any, messages: list[BaseMessage]) -> AIMessage:
-        # no config argument: LangChain takes the node's config (callbacks, tags, metadata)
-        # from the context LangGraph sets around the node, and passing it as well costs a
-        # second config merge on every call
-        if self.timeout is None or self.deadline is None:
-            reply = model.invoke(messages)
-        else:
-            remaining = max(0.0, self.deadline - time.monotonic())
-            reply = call_with_timeout(lambda: model.invoke(messages), remaining, self.timeout)
-        if not isinstance(reply, AIMessage):
-            reply = AIMessage(content=str(getattr(reply, "content", reply)))
-        self.replies.append(reply)
-        return reply
+def _offered(request: ToolUse) -> BaseTool:
+    if request.tool is None:
+        # also what a model gets for a tool (or transfer) it was not offered
+        raise LookupError(f"unknown tool {request.call['name']!r}")
+    return request.tool
 
-    def usage(self) -> Update:
-        if len(self.replies) == 1:
-            return usage_of(self.replies[0])
-        total: Update = {}
-        for reply in self.replies:
-            total = add_numbers(total, usage_of(reply))
-        return total
+
+def _tool_error(exc: Exception) -> tuple[str, str]:
+    """A tool that raises gives the model its error text instead of ending the turn."""
+    return f"error: {type(exc).__name__}: {exc}", "error"

@@ -1,5 +1,5 @@
-"""What every pattern compiler needs: the spec, the chat model and tools of each agent, and
-the policy numbers in the form the nodes use them."""
+"""What every pattern compiler needs: the spec, the chat model and tools of each agent, the
+project configuration, and the policy numbers in the form the nodes use them."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 
+from loopengt.config import Config
 from loopengt.errors import UserInputError
-from loopengt.graph.state import GATE_CHANNELS
+from loopengt.graph.state import GATE_CHANNELS, Graph, new_graph
 from loopengt.spec.models import AgentRole, LoopSpec, StepSpec
 from loopengt.spec.roles import step_agent
 
@@ -24,11 +25,16 @@ DEFAULT_MAX_CONCURRENCY = 16
 
 @dataclass
 class CompileContext:
+    """One compilation: the spec, where its models and tools come from, and the project
+    configuration every node reads (models, prices, tools)."""
+
     spec: LoopSpec
     models: ModelsArg = None
-    cassette: Cassette | None = (
-        None  # record or replay every model call (loopengt.providers.cassette)
-    )
+    """Injected chat models: one for every agent, or a mapping from agent name."""
+    cassette: Cassette | None = None
+    """Record or replay every model call (loopengt.providers.cassette)."""
+    config: Config = field(default_factory=Config.load)
+    """The project's configuration (default: the working directory's)."""
     _model_cache: dict[str, BaseChatModel] = field(default_factory=dict)
     _tool_cache: dict[str, list[BaseTool]] = field(default_factory=dict)
 
@@ -61,7 +67,9 @@ class CompileContext:
         if key not in self._model_cache:
             from loopengt.providers.registry import resolve_model
 
-            self._model_cache[key] = resolve_model(name, temperature=temperature)
+            self._model_cache[key] = resolve_model(
+                name, temperature=temperature, config=self.config
+            )
         return self._model_cache[key]
 
     def tools_for(self, agent: AgentRole) -> list[BaseTool]:
@@ -69,7 +77,7 @@ class CompileContext:
             from loopengt.tools import load_tools
 
             specs = [t for t in self.spec.tools if t.name in agent.tools]
-            self._tool_cache[agent.name] = load_tools(specs)
+            self._tool_cache[agent.name] = load_tools(specs, self.config)
         return self._tool_cache[agent.name]
 
     def check_models(self) -> None:
@@ -84,6 +92,15 @@ class CompileContext:
                     f"agent {agent.name!r} has tools, but the local model cannot call tools; "
                     "give it an openai:, anthropic: or ollama: model"
                 )
+
+    def new_graph(self, *pattern_channels: str) -> Graph:
+        """A StateGraph over the channels this spec needs (see `channels`), whose nodes
+        all retry per the spec's `policy.retry` (LangGraph's RetryPolicy)."""
+        from loopengt.graph.policy import retry_policy
+
+        graph = new_graph(self.channels(*pattern_channels))
+        graph.set_node_defaults(retry_policy=retry_policy(self))
+        return graph
 
     def channels(self, *pattern_channels: str) -> frozenset[str]:
         """The state channels this spec's graph needs besides the core ones: its pattern's,
@@ -118,18 +135,6 @@ class CompileContext:
         gates = [*policy.gates, *(s.gate for s in spec.steps if s.gate)]
         gate_attempts = max([g.max_attempts for g in gates] + [3])
         return max(100, (turns + len(self.spec.steps) + 2) * (gate_attempts + 2) * 2)
-
-
-def describe_agent(agent: AgentRole) -> str:
-    """The system prompt of an agent: its instructions, else one built from its role."""
-    if agent.instructions:
-        return agent.instructions
-    text = f"You are {agent.name}"
-    text += f", {agent.description.strip()}" if agent.description else ""
-    text += "."
-    if agent.capabilities:
-        text += " Your capabilities: " + ", ".join(agent.capabilities) + "."
-    return text
 
 
 def step_gate(spec: LoopSpec, step: StepSpec) -> Any:

@@ -11,10 +11,13 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langgraph.graph import END
 
 from loopengt.errors import UserInputError
+from loopengt.graph.calls import Calls, Work
 from loopengt.graph.structured import check, structured_call
+from loopengt.serialization import as_text
 from loopengt.spec.models import GateSpec
 
 JUDGE_SCHEMA: dict[str, Any] = {
@@ -44,10 +47,6 @@ class GateResult:
         }
 
 
-def as_text(output: Any) -> str:
-    return output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
-
-
 def load_verifier(name: str) -> Verifier:
     """A verifier by plugin name (entry point group `loopengt.verifiers`) or 'module:attr'."""
     if ":" in name:
@@ -74,13 +73,10 @@ def run_verifier(verifier: Verifier, output: Any, step: str) -> GateResult:
 
 
 def evaluate_gate(
-    gate: GateSpec,
-    output: Any,
-    *,
-    step: str,
-    judge: Callable[[], BaseChatModel],
-    invoke: Callable[[BaseChatModel, list[BaseMessage]], AIMessage],
-) -> GateResult:
+    gate: GateSpec, output: Any, *, step: str, judge: BaseChatModel, calls: Calls
+) -> Work[GateResult]:
+    """Whether ``output`` passes ``gate``; a generator, since an `llm_judge` gate calls
+    ``judge`` through the turn's ``calls``."""
     text = as_text(output)
     if gate.kind == "regex":
         assert gate.pattern is not None
@@ -100,7 +96,33 @@ def evaluate_gate(
             SystemMessage("You are a strict reviewer. Judge only against the criteria."),
             HumanMessage(f"Criteria: {gate.criteria}\n\nOutput of step {step!r}:\n{text}"),
         ]
-        verdict, _ = structured_call(invoke, judge(), messages, JUDGE_SCHEMA, what=f"{step} gate")
+        verdict = yield from structured_call(
+            calls, judge, messages, JUDGE_SCHEMA, what=f"{step} gate"
+        )
         return GateResult(bool(verdict["pass"]), str(verdict.get("reason", "")))
     assert gate.verifier is not None
     return run_verifier(load_verifier(gate.verifier), output, step)
+
+
+# -- the gate loop in the graph ------------------------------------------------------------------
+
+
+def passed_node(name: str) -> str:
+    """The pass-through node after a gated step: successors wait on it, so a rejected attempt
+    never triggers them."""
+    return f"{name}__passed"
+
+
+def gate_router(node: str, step: str, on_pass: str) -> Callable[[Any], str]:
+    """After gated ``node`` (running ``step``): again while its gate asks for another
+    attempt (feedback is set), the end once the run stopped, else ``on_pass``."""
+
+    def route(state: Any) -> str:
+        if state.get("stop_reason"):
+            return END
+        if (state.get("feedback") or {}).get(step):
+            return node
+        return on_pass
+
+    route.__name__ = f"after_{node}"
+    return route

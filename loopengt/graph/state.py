@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
 from langchain_core.messages import AnyMessage, BaseMessage, BaseMessageChunk, RemoveMessage
+from langgraph._internal._runnable import RunnableCallable  # the node type both APIs run
 from langgraph.channels.binop import BinaryOperatorAggregate
 from langgraph.graph import StateGraph
 from langgraph.graph.message import add_messages
@@ -18,11 +19,7 @@ from langgraph.graph.message import add_messages
 # before Python 3.12
 from typing_extensions import TypedDict
 
-STATUS_RUNNING = "running"
-STATUS_COMPLETED = "completed"
-STATUS_STOPPED = "stopped"  # halted by a policy limit
-STATUS_FAILED = "failed"
-STATUS_REJECTED = "rejected"  # an approval was refused
+from loopengt.status import SEVERITY
 
 
 def merge_dicts(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
@@ -55,14 +52,7 @@ def first_set(left: Any, right: Any) -> Any:
     return left if left is not None else right
 
 
-_STATUS_RANK = {
-    None: 0,
-    STATUS_RUNNING: 1,
-    STATUS_COMPLETED: 2,
-    STATUS_STOPPED: 3,
-    STATUS_FAILED: 4,
-    STATUS_REJECTED: 5,
-}
+_STATUS_RANK: dict[str | None, int] = {status: rank for rank, status in enumerate(SEVERITY)}
 
 
 def gravest_status(left: str | None, right: str | None) -> str | None:
@@ -203,35 +193,72 @@ def new_graph(channels: frozenset[str]) -> Graph:
     return StateGraph(state_schema(channels))
 
 
-def add_node(graph: Graph, name: str, action: Any, **kwargs: Any) -> None:
-    """``graph.add_node`` for our callable node objects, which LangGraph's typed overloads
-    (written for plain functions) do not describe. The input schema is the graph's own:
-    LangGraph would otherwise take it from the ``state: LoopState`` annotation and add every
-    LoopState channel to the graph."""
-    if os.environ.get(CHECK_WRITES_ENV):
-        action = checked_writes(action, name, set(get_type_hints(graph.state_schema)))
-    graph.add_node(name, action, input_schema=graph.state_schema, **kwargs)
+def add_node(
+    graph: Graph, name: str, action: Any, *, metadata: dict[str, Any] | None = None, **kwargs: Any
+) -> None:
+    """Add a node with a sync and an async implementation (see `node_runnable`). The input
+    schema is the graph's own: LangGraph would otherwise take it from the ``state: LoopState``
+    annotation and add every LoopState channel to the graph. ``metadata`` reaches callbacks
+    (the trace learns a node's agent from it)."""
+    graph.add_node(
+        name,
+        node_runnable(action, name, set(get_type_hints(graph.state_schema))),
+        input_schema=graph.state_schema,
+        metadata=metadata,
+        **kwargs,
+    )
+
+
+def node_runnable(action: Any, name: str, channels: set[str] | None = None) -> Any:
+    """``action`` as LangGraph runs a node: ``action(...)`` under ``invoke``, and under
+    ``ainvoke`` its ``acall`` (an agent turn awaits its model calls) or, for a plain function
+    (a pass-through, a join, a router), the function itself on the event loop — LangGraph
+    would hand a sync function to a worker thread, and hundreds of concurrent runs would
+    queue for a handful of them."""
+    sync = action
+    asynchronous = getattr(action, "acall", None) or _inline(action)
+    if channels is not None and os.environ.get(CHECK_WRITES_ENV):
+        sync, asynchronous = checked_writes(sync, asynchronous, name, channels)
+    return RunnableCallable(sync, asynchronous, name=name, trace=False)
+
+
+def _inline(func: Callable[..., Any]) -> Callable[..., Any]:
+    async def inline(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    return inline
 
 
 def add_router(graph: Graph, source: str, route: Callable[[Any], Any], ends: list[str]) -> None:
-    """``graph.add_conditional_edges``, hiding the route's ``state: LoopState`` annotation
-    from LangGraph, which would add every LoopState channel to the graph."""
+    """``graph.add_conditional_edges``, run inline under ``ainvoke`` too (`node_runnable`),
+    hiding the route's ``state: LoopState`` annotation from LangGraph, which would add every
+    LoopState channel to the graph."""
 
-    def routed(state: Any) -> Any:
+    def routed(state):  # type: ignore[no-untyped-def]  # no annotation: see above
         return route(state)
 
-    routed.__name__ = route.__name__
-    graph.add_conditional_edges(source, routed, ends)
+    path = RunnableCallable(routed, _inline(routed), name=route.__name__)
+    graph.add_conditional_edges(source, path, ends)
 
 
-def checked_writes(action: Any, name: str, channels: set[str]) -> Any:
-    @functools.wraps(action)
-    def checked(*args: Any, **kwargs: Any) -> Any:
-        update = action(*args, **kwargs)
+def checked_writes(
+    sync: Callable[..., Any], asynchronous: Callable[..., Any], name: str, channels: set[str]
+) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """Both implementations of a node, failing on a write to a key that is not a channel."""
+
+    def check(update: Any) -> Any:
         written = update.update if hasattr(update, "goto") else update
         unknown = set(written or {}) - channels if isinstance(written, dict) else set()
         if unknown:
             raise AssertionError(f"node {name!r} wrote {sorted(unknown)}: not channels")
         return update
 
-    return checked
+    @functools.wraps(sync)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        return check(sync(*args, **kwargs))
+
+    @functools.wraps(sync)
+    async def achecked(*args: Any, **kwargs: Any) -> Any:
+        return check(await asynchronous(*args, **kwargs))
+
+    return checked, achecked

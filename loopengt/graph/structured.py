@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from typing import Any
 
 import jsonschema
@@ -18,6 +17,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from loopengt.errors import LoopengtError
+from loopengt.graph.calls import Calls, Work
 
 REPAIR_ATTEMPTS = 2
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
@@ -72,18 +72,18 @@ def check(value: Any, schema: dict[str, Any]) -> None:
 
 
 def structured_call(
-    invoke: Callable[[BaseChatModel, list[BaseMessage]], AIMessage],
+    calls: Calls,
     model: BaseChatModel,
     messages: list[BaseMessage],
     schema: dict[str, Any],
     *,
     what: str,
     attempts: int = REPAIR_ATTEMPTS + 1,
-) -> tuple[Any, list[AIMessage]]:
-    """Call ``model`` until its reply is JSON valid against ``schema``.
+) -> Work[Any]:
+    """Call ``model`` until its reply is JSON valid against ``schema``; the parsed value.
 
-    ``invoke`` performs one model call (with the node's timeout and usage accounting).
-    Returns the parsed value and every AI reply (their usage counts too).
+    A generator of the turn's model calls (see calls.py); every reply is kept in ``calls``,
+    so their usage counts too.
     """
     bound: Any = model
     if supports_json_schema(model):
@@ -93,16 +93,15 @@ def structured_call(
         + json.dumps(schema)
     )
     conversation = [*messages, HumanMessage(instruction)]
-    replies: list[AIMessage] = []
     reason = "no reply"
+    raw = ""
     for _ in range(attempts):
-        reply = invoke(bound, conversation)
-        replies.append(reply)
+        reply: AIMessage = yield calls.model(bound, conversation)
         raw = str(reply.text)
         try:
             value = parse_json(raw)
             check(value, schema)
-            return value, replies
+            return value
         except ValueError as exc:
             reason = str(exc)
             conversation = [
@@ -110,4 +109,4 @@ def structured_call(
                 reply,
                 HumanMessage(f"That reply was invalid: {reason}. {instruction}"),
             ]
-    raise StructuredOutputError(what, reason, str(replies[-1].text) if replies else "")
+    raise StructuredOutputError(what, reason, raw)

@@ -1,57 +1,83 @@
-"""The tool-calling loop of an agent with tools: bounded rounds, and a tool that raises gives
-the model its error text instead of ending the step."""
+"""The tool-calling loop of an agent: bounded rounds; a tool that raises gives the model its
+error text instead of ending the turn; a transfer tool (handoff) ends the loop at once."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
-from langchain_core.messages.tool import ToolCall
-from langchain_core.runnables import RunnableConfig
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import BaseTool
 
-from loopengt.graph.gates import as_text
+from loopengt.graph.calls import Calls, ToolUse, Work
 
-if TYPE_CHECKING:
-    from loopengt.graph.model_calls import ModelCalls
+FINAL_ANSWER = "Give your final answer now."
 
 
-def run_tool_loop(
-    calls: ModelCalls,
+@dataclass
+class Outcome:
+    """What one turn's model calls came to."""
+
+    recorded: list[BaseMessage] = field(default_factory=list)
+    """Every reply and tool result, in order, for the state's message history."""
+    texts: list[str] = field(default_factory=list)
+    """The text of every reply that had some."""
+    last: str = ""
+    """The text of the last reply: a step's answer."""
+    target: str | None = None
+    """The agent a transfer tool handed off to, if one was called."""
+    args: dict[str, Any] = field(default_factory=dict)
+    """The transfer's arguments (task, context)."""
+
+    def reply(self, reply: AIMessage) -> None:
+        self.recorded.append(reply)
+        self.last = str(reply.text)
+        if self.last:
+            self.texts.append(self.last)
+
+
+def tool_loop(
+    calls: Calls,
     model: BaseChatModel,
     messages: list[BaseMessage],
     tools: list[BaseTool],
     max_rounds: int,
-) -> tuple[str, list[BaseMessage]]:
-    """Let the model call tools until it answers in text or runs out of rounds; a tool that
-    raises gives the model its error text instead of ending the step."""
+    transfers: Mapping[str, str] | None = None,
+) -> Work[Outcome]:
+    """Let the model call ``tools`` until it answers in text or runs out of rounds.
+
+    ``transfers`` maps the names of transfer tools among ``tools`` to the agent each hands
+    off to: the first one called ends the loop with that target (every other call of the
+    same reply is answered "Not run.", so a shared history stays a valid conversation).
+    """
     by_name = {t.name: t for t in tools}
-    bound = model.bind_tools(tools)
+    bound: Any = model.bind_tools(tools) if tools else model
     conversation = list(messages)
-    recorded: list[BaseMessage] = []
+    outcome = Outcome()
     for _ in range(max_rounds + 1):
-        reply = calls(bound, conversation)
-        recorded.append(reply)
+        reply: AIMessage = yield calls.model(bound, conversation)
+        outcome.reply(reply)
         conversation.append(reply)
         if not reply.tool_calls:
-            return str(reply.text), recorded
+            return outcome
+        handoff = None
+        if transfers:
+            handoff = next((c for c in reply.tool_calls if c["name"] in transfers), None)
         for call in reply.tool_calls:
-            content, status = run_tool(by_name.get(call["name"]), call, calls.config)
+            if handoff is None:
+                content, status = yield ToolUse(by_name.get(call["name"]), call)
+            elif call is handoff:
+                content, status = f"Transferred to {transfers[call['name']]}.", "success"  # type: ignore[index]
+            else:
+                content, status = "Not run.", "error"
             result = ToolMessage(content, tool_call_id=call["id"] or "", status=status)
-            recorded.append(result)
+            outcome.recorded.append(result)
             conversation.append(result)
-    final = calls(model, [*conversation, HumanMessage("Give your final answer now.")])
-    recorded.append(final)
-    return str(final.text), recorded
-
-
-def run_tool(tool: BaseTool | None, call: ToolCall, config: RunnableConfig) -> tuple[str, str]:
-    """(content, status) of one tool call; an error becomes text the model can act on."""
-    try:
-        if tool is None:
-            # also what a model gets for a tool (or transfer) it was not offered
-            raise LookupError(f"unknown tool {call['name']!r}")
-        return as_text(tool.invoke(call["args"], config)), "success"
-    except Exception as exc:
-        return f"error: {type(exc).__name__}: {exc}", "error"
+        if handoff is not None:
+            outcome.target, outcome.args = transfers[handoff["name"]], dict(handoff["args"])  # type: ignore[index]
+            return outcome
+    final = yield calls.model(model, [*conversation, HumanMessage(FINAL_ANSWER)])
+    outcome.reply(final)
+    return outcome

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from loopengt.config import Config
 from loopengt.errors import LoopengtError
 from loopengt.redaction import redact, secret_values
 
@@ -35,23 +36,21 @@ def _provider(exc: BaseException) -> str | None:
     return None
 
 
-def _key_env(provider: str) -> str | None:
+def _key_env(provider: str, config: Config | None) -> str | None:
     """The variable the provider's key is read from (config `api_key_env`, else default)."""
-    from loopengt.providers.registry import provider_settings
-
     try:
-        configured = provider_settings(provider).get("api_key_env")
+        configured = (config or Config.load()).provider(provider).get("api_key_env")
     except LoopengtError:  # an unreadable config must not hide the original error
         configured = None
     return str(configured) if configured else DEFAULT_KEY_ENV.get(provider)
 
 
-def _redact(text: str) -> str:
+def _redact(text: str, config: Config | None) -> str:
     """Servers may echo the key they were sent; keys never appear in messages. The key
     variables a config names need not look like credentials, so they count too."""
     known = set(secret_values())
     for provider in DEFAULT_KEY_ENV:
-        name = _key_env(provider)
+        name = _key_env(provider, config)
         secret = os.environ.get(name) if name else None
         if secret and len(secret) >= 4:
             known.add(secret)
@@ -73,14 +72,15 @@ def _url(exc: BaseException) -> str | None:
     return url
 
 
-def explain_model_error(exc: BaseException) -> str:
-    """A one-line reason for ``exc``; errors of our own keep their message."""
+def explain_model_error(exc: BaseException, config: Config | None = None) -> str:
+    """A one-line reason for ``exc``; errors of our own keep their message. ``config``
+    names the key variables (default: the working directory's)."""
     if isinstance(exc, LoopengtError):
         return str(exc)
-    return _redact(_explain(exc))
+    return _redact(_explain(exc, config), config)
 
 
-def _explain(exc: BaseException) -> str:
+def _explain(exc: BaseException, config: Config | None) -> str:
     provider = _provider(exc)
     if provider is None:
         return _first_line(exc)
@@ -89,7 +89,7 @@ def _explain(exc: BaseException) -> str:
     status = getattr(exc, "status_code", None)
     name = type(exc).__name__
     if status == 401 or name.endswith("AuthenticationError"):
-        key_env = _key_env(provider) or f"{provider.upper()}_API_KEY"
+        key_env = _key_env(provider, config) or f"{provider.upper()}_API_KEY"
         return (
             f"{provider}: the server{at} rejected the API key (401 unauthorized); check "
             f"{key_env} (the variable named by [llm] api_key_env)"

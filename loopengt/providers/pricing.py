@@ -1,7 +1,8 @@
 """What a model call costs, from its token counts.
 
 Prices are USD per million tokens. The table covers well-known hosted models; local and
-self-hosted models cost nothing. `.loopengt/config.toml` overrides or extends it:
+self-hosted models cost nothing. `.loopengt/config.toml` overrides or extends it
+(read into `Config.prices`):
 
     [prices."gpt-4o-mini"]
     input = 0.15
@@ -11,9 +12,10 @@ self-hosted models cost nothing. `.loopengt/config.toml` overrides or extends it
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 
-from loopengt.config import config_section
-from loopengt.errors import UserInputError
+EMPTY: Mapping[str, tuple[float, float]] = MappingProxyType({})
 
 # (input, output) USD per 1M tokens, by model name without the provider prefix. Replies name
 # the dated snapshot that answered ("gpt-4o-mini-2024-07-18", "claude-sonnet-4-20250514"),
@@ -37,37 +39,29 @@ KNOWN_PRICES: dict[str, tuple[float, float]] = {
 _SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest|0)$")
 
 
-def configured_prices() -> dict[str, tuple[float, float]]:
-    prices: dict[str, tuple[float, float]] = {}
-    for name, entry in config_section("prices").items():
-        try:
-            if not isinstance(entry, dict) or set(entry) - {"input", "output"}:
-                raise TypeError(name)
-            prices[name] = (float(entry.get("input", 0)), float(entry.get("output", 0)))
-        except (TypeError, ValueError):
-            raise UserInputError(
-                f".loopengt/config.toml: [prices.{name}] must hold numbers `input` and "
-                f"`output` (USD per 1M tokens); quote names with dots: "
-                '[prices."gpt-4.1"]'
-            ) from None
-    return prices
-
-
-def price_of(model: str | None) -> tuple[float, float] | None:
-    """(input, output) USD per 1M tokens, or None when the model is unknown (counted as 0)."""
+def price_of(
+    model: str | None, configured: Mapping[str, tuple[float, float]] = EMPTY
+) -> tuple[float, float] | None:
+    """(input, output) USD per 1M tokens, or None when the model is unknown (counted as 0);
+    ``configured`` is the project's `[prices]` table (`Config.prices`), which wins."""
     if not model:
         return None
     bare = model.split(":", 1)[1] if ":" in model else model
     family = _SNAPSHOT.sub("", bare)
-    for table in (configured_prices(), KNOWN_PRICES):
+    for table in (configured, KNOWN_PRICES):
         for key in (model, bare, family):
             if key in table:
                 return table[key]
     return None
 
 
-def cost_usd(model: str | None, input_tokens: int, output_tokens: int) -> float:
-    price = price_of(model)
+def cost_usd(
+    model: str | None,
+    input_tokens: int,
+    output_tokens: int,
+    configured: Mapping[str, tuple[float, float]] = EMPTY,
+) -> float:
+    price = price_of(model, configured)
     if price is None:
         return 0.0
     return (input_tokens * price[0] + output_tokens * price[1]) / 1_000_000

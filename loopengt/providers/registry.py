@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
-from loopengt.config import config_section
+from loopengt.config import Config
 from loopengt.errors import UserInputError
-
-PROVIDERS = ("openai", "anthropic", "ollama", "local")
 
 NO_MODEL = (
     "no model configured: set 'model:' on the agent or 'defaults.model' in the spec, "
@@ -28,54 +27,50 @@ NO_MODEL = (
     "or install the embedded local model with `pip install 'loopengt[local]'`"
 )
 
+# (model name after "provider:", temperature, config) -> a chat model
+Factory = Callable[[str, float | None, Config], BaseChatModel]
 
-def default_model_name() -> str | None:
+
+def default_model_name(config: Config | None = None) -> str | None:
     """The model for agents the spec leaves without one: config, env, then `local`."""
-    name = config_section("llm").get("model") or os.environ.get("LOOPENGT_MODEL")
+    name = (config or Config.load()).default_model
     if name:
-        return str(name)
+        return name
     from loopengt.providers.local import local_model_available
 
     return "local" if local_model_available() else None
 
 
-def resolve_model(name: str | None, *, temperature: float | None = None) -> BaseChatModel:
-    name = name or default_model_name()
+def resolve_model(
+    name: str | None, *, temperature: float | None = None, config: Config | None = None
+) -> BaseChatModel:
+    """The chat model a `provider:model` string names (None: the configured default)."""
+    config = config or Config.load()
+    name = name or default_model_name(config)
     if not name:
         raise UserInputError(NO_MODEL)
     provider, _, model = name.partition(":")
-    if provider not in PROVIDERS:
+    factory = PROVIDERS.get(provider)
+    if factory is None:
+        known = ", ".join(PROVIDERS)
         if not model:
             raise UserInputError(
                 f"model {name!r} names no provider: write 'provider:model', "
-                f"e.g. 'openai:{name}' (providers: {', '.join(PROVIDERS)})"
+                f"e.g. 'openai:{name}' (providers: {known})"
             )
-        raise UserInputError(
-            f"unknown model provider {provider!r} in {name!r}; use one of {', '.join(PROVIDERS)}"
-        )
-    if provider == "local":
-        from loopengt.providers.local import local_chat_model
+        raise UserInputError(f"unknown model provider {provider!r} in {name!r}; use one of {known}")
+    return factory(model, temperature, config)
 
-        return local_chat_model(model or None, temperature=temperature)
+
+def register_provider(name: str, factory: Factory) -> None:
+    """Make `name:MODEL` strings resolve through ``factory`` (a plugin's own provider)."""
+    PROVIDERS[name] = factory
+
+
+def _named(provider: str, model: str) -> str:
     if not model:
-        raise UserInputError(f"model {name!r} names no model: write '{provider}:MODEL'")
-    settings = provider_settings(provider)
-    if provider == "openai":
-        return _openai(model, temperature, settings)
-    if provider == "anthropic":
-        return _anthropic(model, temperature, settings)
-    return _ollama(model, temperature, settings)
-
-
-def provider_settings(provider: str) -> dict[str, Any]:
-    llm = config_section("llm")
-    own = llm.get(provider)
-    settings = dict(own) if isinstance(own, dict) else {}
-    if provider == "openai":  # `[llm] base_url/api_key_env` predate the per-provider tables
-        for key in ("base_url", "api_key_env"):
-            if key in llm and not isinstance(llm[key], dict):
-                settings.setdefault(key, llm[key])
-    return settings
+        raise UserInputError(f"model '{provider}:' names no model: write '{provider}:MODEL'")
+    return model
 
 
 def _chat_class(provider: str, module: str, cls: str) -> Any:
@@ -107,7 +102,9 @@ def _api_key(provider: str, settings: dict[str, Any], default_env: str, local_ok
     )
 
 
-def _openai(model: str, temperature: float | None, settings: dict[str, Any]) -> BaseChatModel:
+def _openai(model: str, temperature: float | None, config: Config) -> BaseChatModel:
+    settings = config.provider("openai")
+    model = _named("openai", model)
     chat = _chat_class("openai", "langchain_openai", "ChatOpenAI")
     base_url = settings.get("base_url") or os.environ.get("OPENAI_BASE_URL")
     api_key = _api_key("openai", settings, "OPENAI_API_KEY", local_ok=bool(base_url))
@@ -123,10 +120,18 @@ def _openai(model: str, temperature: float | None, settings: dict[str, Any]) -> 
         kwargs["base_url"] = base_url
     if temperature is not None:
         kwargs["temperature"] = temperature
+    # an async client of its own: langchain-openai shares one per base_url in the process,
+    # whose pooled connections belong to the first event loop that used them, so a second
+    # run (a new `asyncio.run`) would fail with "Event loop is closed"
+    import httpx
+
+    kwargs["http_async_client"] = httpx.AsyncClient(timeout=None)
     return chat(**kwargs)  # type: ignore[no-any-return]
 
 
-def _anthropic(model: str, temperature: float | None, settings: dict[str, Any]) -> BaseChatModel:
+def _anthropic(model: str, temperature: float | None, config: Config) -> BaseChatModel:
+    settings = config.provider("anthropic")
+    model = _named("anthropic", model)
     chat = _chat_class("anthropic", "langchain_anthropic", "ChatAnthropic")
     api_key = _api_key("anthropic", settings, "ANTHROPIC_API_KEY", local_ok=False)
     kwargs: dict[str, Any] = {"model": model, "api_key": api_key, "max_retries": 0}
@@ -137,7 +142,9 @@ def _anthropic(model: str, temperature: float | None, settings: dict[str, Any]) 
     return chat(**kwargs)  # type: ignore[no-any-return]
 
 
-def _ollama(model: str, temperature: float | None, settings: dict[str, Any]) -> BaseChatModel:
+def _ollama(model: str, temperature: float | None, config: Config) -> BaseChatModel:
+    settings = config.provider("ollama")
+    model = _named("ollama", model)
     chat = _chat_class("ollama", "langchain_ollama", "ChatOllama")
     kwargs: dict[str, Any] = {"model": model}
     base_url = settings.get("base_url") or os.environ.get("OLLAMA_HOST")
@@ -146,3 +153,24 @@ def _ollama(model: str, temperature: float | None, settings: dict[str, Any]) -> 
     if temperature is not None:
         kwargs["temperature"] = temperature
     return chat(**kwargs)  # type: ignore[no-any-return]
+
+
+def _local(model: str, temperature: float | None, config: Config) -> BaseChatModel:
+    from loopengt.providers.local import local_chat_model
+
+    return local_chat_model(model or None, temperature=temperature)
+
+
+def _test(model: str, temperature: float | None, config: Config) -> BaseChatModel:
+    from loopengt.providers.testing import test_model
+
+    return test_model(model)
+
+
+PROVIDERS: dict[str, Factory] = {
+    "openai": _openai,
+    "anthropic": _anthropic,
+    "ollama": _ollama,
+    "local": _local,
+    "test": _test,
+}

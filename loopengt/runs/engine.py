@@ -2,34 +2,37 @@
 
 The run id is the LangGraph ``thread_id``. Every superstep is checkpointed, so a run killed
 at any point resumes from its last completed superstep: finished steps, and the model calls
-they made, are never repeated. The CLI, tests and the MCP server all call these functions.
+they made, are never repeated. The CLI, tests and the MCP server all call these functions:
+the async ones (`astart_run`, ...) drive the graph with `astream`, so a server can run many
+at once on one event loop; `start_run` and the other sync names wrap them for scripts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import secrets
 import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loopengt.errors import (
-    UserInputError,
-)
-from loopengt.runs.index import STATUS_INTERRUPTED, STATUS_WAITING, RunRecord
-from loopengt.runs.session import EventSink, RunResult, drive, thread_config
-from loopengt.runs.storage import Storage, open_storage
+from loopengt.config import Config
+from loopengt.errors import UserInputError
+from loopengt.runs.index import RunRecord
+from loopengt.runs.session import RunResult, Session, run_session, thread_config
+from loopengt.runs.storage import Storage, aopen_storage, open_storage
 from loopengt.spec.loader import load_spec_text, read_spec_file
 from loopengt.spec.models import LoopSpec
+from loopengt.status import RunStatus
+from loopengt.tracing.stream import EventSink
 
 # a run id names files (`.loopengt/runs/<id>.json`): no separators, no leading dot
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-ENDED = ("completed", "stopped", "rejected")
 
 
 @dataclass
@@ -69,17 +72,21 @@ def prepare_inputs(spec: LoopSpec, given: dict[str, Any]) -> dict[str, Any]:
     return inputs
 
 
-def start_run(
+async def astart_run(
     spec_path: str | os.PathLike[str],
     *,
     inputs: dict[str, Any] | None = None,
     run_id: str | None = None,
     options: RunOptions | None = None,
-    root: Path | str = ".",
+    root: Path | str | None = None,
+    config: Config | None = None,
     on_event: EventSink | None = None,
     stream_text: bool = False,
 ) -> RunResult:
-    """Compile and run a spec from its start, checkpointing every superstep."""
+    """Compile and run a spec from its start, checkpointing every superstep. ``config`` is
+    the project's (default: `Config.load(root)`, the working directory when ``root`` is
+    None); ``on_event`` subscribes to the run's event stream."""
+    config = config or Config.load(root)
     options = options or RunOptions()
     path = Path(spec_path)
     text = read_spec_file(path)
@@ -90,8 +97,8 @@ def start_run(
         raise UserInputError(
             f"run id {run_id!r}: use letters, digits, '.', '_' and '-' (at most 128)"
         )
-    with open_storage(options.checkpointer, root) as storage:
-        graph = _compile(spec, storage, options)  # bad models fail before a run is indexed
+    async with aopen_storage(options.checkpointer, config) as storage:
+        graph = _compile(spec, storage, options, config)  # bad models fail before indexing
         if storage.index.get(run_id) is not None:
             raise UserInputError(f"run {run_id!r} already exists; resume it or pick another id")
         record = RunRecord(
@@ -99,92 +106,128 @@ def start_run(
             spec_name=spec.name,
             spec_path=str(path),
             spec_text=text,
-            status="running",
+            status=RunStatus.RUNNING.value,
             host=socket.gethostname(),
             pid=os.getpid(),
             # the checkpointer URL may hold a password and is given again on resume
             options={**vars(options), "checkpointer": None, "inputs": run_input},
         )
         storage.index.insert(record)
-        return drive(
-            graph, spec, storage, record, {"input": run_input}, root, on_event, stream_text
-        )
+        session = Session(graph, spec, storage, record, config, on_event, stream_text)
+        return await run_session(session, {"input": run_input})
 
 
-def resume_run(
+async def aresume_run(
     run_id: str,
     *,
     checkpointer: str | None = None,
-    root: Path | str = ".",
+    root: Path | str | None = None,
+    config: Config | None = None,
     on_event: EventSink | None = None,
     stream_text: bool = False,
 ) -> RunResult:
     """Continue a run from its last checkpoint (after Ctrl-C, kill -9, a crash or a failure)."""
-    with _existing(run_id, checkpointer, root) as (storage, record, spec, graph):
+    config = config or Config.load(root)
+    async with _existing(run_id, checkpointer, config) as (storage, record, spec, graph):
         seen = {"status": record.status, "pid": record.pid}  # as stored, for the claim
-        if _effective(record).status == "running" and record.host == socket.gethostname():
+        if _effective(record).status == RunStatus.RUNNING and record.host == socket.gethostname():
             # two processes driving one thread would both call the models and race on it
             raise UserInputError(
                 f"run {run_id!r} is still running (pid {record.pid}); stop it first"
             )
-        if record.status == STATUS_WAITING:
+        if record.status == RunStatus.WAITING_APPROVAL:
             raise UserInputError(
                 f"run {run_id!r} is waiting for approval: `loopengt approve {run_id}` "
                 f"or `loopengt reject {run_id}`"
             )
-        if record.status in ENDED:
+        if RunStatus(record.status).ended:
             raise UserInputError(
                 f"run {run_id!r} already ended ({record.status}); nothing to resume"
             )
-        config = thread_config(run_id)
-        if record.status == "failed":
+        run_config = thread_config(run_id)
+        if record.status == RunStatus.FAILED:
             # the failed attempt reached the end of the graph; go back to the checkpoint
             # before the failing step and run it again from there
-            config = _before_failure(graph, config) or config
+            run_config = await _before_failure(graph, run_config) or run_config
         _mark_running(storage, record, seen)
-        return drive(graph, spec, storage, record, None, root, on_event, stream_text, config)
+        session = Session(graph, spec, storage, record, config, on_event, stream_text)
+        return await run_session(session, None, run_config)
 
 
-def answer_approval(
+async def aanswer_approval(
     run_id: str,
     *,
     approved: bool,
     comment: str = "",
     checkpointer: str | None = None,
-    root: Path | str = ".",
+    root: Path | str | None = None,
+    config: Config | None = None,
     on_event: EventSink | None = None,
     stream_text: bool = False,
 ) -> RunResult:
     """Approve or reject the step a run is waiting on, then continue the run."""
     from langgraph.types import Command
 
-    with _existing(run_id, checkpointer, root) as (storage, record, spec, graph):
-        if record.status != STATUS_WAITING:
+    config = config or Config.load(root)
+    async with _existing(run_id, checkpointer, config) as (storage, record, spec, graph):
+        if record.status != RunStatus.WAITING_APPROVAL:
             raise UserInputError(
                 f"run {run_id!r} is not waiting for approval (status: {record.status})"
             )
         value = {"approved": approved, "comment": comment}
         # parallel steps can wait at once; LangGraph then needs to know which one this
         # answers: the first, as `RunResult.pending` showed it (the others keep waiting)
-        pending = getattr(graph.get_state(thread_config(run_id)), "interrupts", ()) or ()
+        state = await graph.aget_state(thread_config(run_id))
+        pending = getattr(state, "interrupts", ()) or ()
         resume = {pending[0].id: value} if pending else value
         _mark_running(storage, record, {"status": record.status, "pid": record.pid})
         answer: Command[Any] = Command(resume=resume)
-        return drive(graph, spec, storage, record, answer, root, on_event, stream_text)
+        session = Session(graph, spec, storage, record, config, on_event, stream_text)
+        return await run_session(session, answer)
 
 
-def get_run(
-    run_id: str, *, checkpointer: str | None = None, root: Path | str = "."
+async def aget_run(
+    run_id: str,
+    *,
+    checkpointer: str | None = None,
+    root: Path | str | None = None,
+    config: Config | None = None,
 ) -> tuple[RunRecord, dict[str, Any]]:
     """A run's index row and its latest checkpointed state (for `loopengt runs show`)."""
-    with _existing(run_id, checkpointer, root, check_models=False) as (_, record, _s, graph):
-        return _effective(record), dict(graph.get_state(thread_config(run_id)).values)
+    config = config or Config.load(root)
+    async with _existing(run_id, checkpointer, config, check_models=False) as (_, record, _s, g):
+        state = await g.aget_state(thread_config(run_id))
+        return _effective(record), dict(state.values)
+
+
+def start_run(spec_path: str | os.PathLike[str], **kwargs: Any) -> RunResult:
+    """`astart_run` for synchronous callers (runs its own event loop)."""
+    return asyncio.run(astart_run(spec_path, **kwargs))
+
+
+def resume_run(run_id: str, **kwargs: Any) -> RunResult:
+    """`aresume_run` for synchronous callers."""
+    return asyncio.run(aresume_run(run_id, **kwargs))
+
+
+def answer_approval(run_id: str, **kwargs: Any) -> RunResult:
+    """`aanswer_approval` for synchronous callers."""
+    return asyncio.run(aanswer_approval(run_id, **kwargs))
+
+
+def get_run(run_id: str, **kwargs: Any) -> tuple[RunRecord, dict[str, Any]]:
+    """`aget_run` for synchronous callers."""
+    return asyncio.run(aget_run(run_id, **kwargs))
 
 
 def list_runs(
-    *, status: str | None = None, checkpointer: str | None = None, root: Path | str = "."
+    *,
+    status: str | None = None,
+    checkpointer: str | None = None,
+    root: Path | str | None = None,
+    config: Config | None = None,
 ) -> list[RunRecord]:
-    with open_storage(checkpointer, root) as storage:
+    with open_storage(checkpointer, config=config or Config.load(root)) as storage:
         records = [_effective(r) for r in storage.index.runs()]
     return [r for r in records if status is None or r.status == status]
 
@@ -196,6 +239,7 @@ def _compile(
     spec: LoopSpec,
     storage: Storage,
     options: RunOptions,
+    config: Config,
     *,
     check_models: bool = True,
     resuming: bool = False,
@@ -206,7 +250,7 @@ def _compile(
 
     # --model: one model for every agent, resolved like any `model:` string
     use_model = options.model and not options.replay and check_models
-    models = resolve_model(options.model) if use_model else None
+    models = resolve_model(options.model, config=config) if use_model else None
     record: Any = options.record
     if record and resuming:  # go on recording into the cassette the run started
         record = Cassette.record(record, spec.name, append=True)
@@ -217,14 +261,15 @@ def _compile(
         check_models=check_models,
         record=record,
         replay=options.replay,
+        config=config,
     )
 
 
-@contextmanager
-def _existing(
-    run_id: str, checkpointer: str | None, root: Path | str, *, check_models: bool = True
-) -> Iterator[tuple[Storage, RunRecord, LoopSpec, Any]]:
-    with open_storage(checkpointer, root) as storage:
+@asynccontextmanager
+async def _existing(
+    run_id: str, checkpointer: str | None, config: Config, *, check_models: bool = True
+) -> AsyncIterator[tuple[Storage, RunRecord, LoopSpec, Any]]:
+    async with aopen_storage(checkpointer, config) as storage:
         record = storage.index.get(run_id)
         if record is None:
             raise UserInputError(f"no run {run_id!r} in {storage.url} (see `loopengt runs`)")
@@ -232,12 +277,12 @@ def _existing(
         spec = load_spec_text(record.spec_text, filename=record.spec_path)
         stored = {k: v for k, v in record.options.items() if k in RunOptions.__dataclass_fields__}
         options = RunOptions(**{**stored, "checkpointer": checkpointer})
-        graph = _compile(spec, storage, options, check_models=check_models, resuming=True)
+        graph = _compile(spec, storage, options, config, check_models=check_models, resuming=True)
         yield storage, record, spec, graph
 
 
-def _before_failure(graph: Any, config: dict[str, Any]) -> dict[str, Any] | None:
-    for snapshot in graph.get_state_history(config):
+async def _before_failure(graph: Any, config: dict[str, Any]) -> dict[str, Any] | None:
+    async for snapshot in graph.aget_state_history(config):
         if snapshot.next and not snapshot.values.get("stop_reason"):
             return dict(snapshot.config)
     return None
@@ -248,7 +293,7 @@ def _mark_running(storage: Storage, record: RunRecord, seen: dict[str, Any]) -> 
     claimed = storage.index.claim(
         record.run_id,
         seen,
-        status="running",
+        status=RunStatus.RUNNING.value,
         stop_reason=None,
         ended_at=None,
         host=socket.gethostname(),
@@ -259,16 +304,16 @@ def _mark_running(storage: Storage, record: RunRecord, seen: dict[str, Any]) -> 
             f"run {record.run_id!r} was taken over by another process meanwhile; "
             "see `loopengt runs`"
         )
-    record.status = "running"
+    record.status = RunStatus.RUNNING.value
 
 
 def _effective(record: RunRecord) -> RunRecord:
     """A row still `running` whose process is gone on this host was killed: interrupted."""
-    if record.status == "running" and record.host == socket.gethostname() and record.pid:
+    if record.status == RunStatus.RUNNING and record.host == socket.gethostname() and record.pid:
         try:
             os.kill(record.pid, 0)
         except ProcessLookupError:
-            record.status = STATUS_INTERRUPTED
+            record.status = RunStatus.INTERRUPTED.value
         except PermissionError:
             pass
     return record

@@ -1,24 +1,22 @@
-"""One session of a run: stream the graph from a checkpoint, feed the trace recorder and the
-progress display, and write the outcome to the run index. A run has one session per
-`run`, `resume`, `approve` or `reject`."""
+"""One session of a run: stream the graph from a checkpoint on the async path, publish the
+run's event stream (the trace file and the caller's subscriber listen), and write the
+outcome to the run index. A run has one session per `run`, `resume`, `approve` or `reject`."""
 
 from __future__ import annotations
 
-import os
+import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from loopengt.config import config_section
+from loopengt.config import Config
 from loopengt.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, LoopengtError
-from loopengt.project import STATE_DIR
-from loopengt.runs.index import STATUS_INTERRUPTED, STATUS_WAITING, RunRecord
+from loopengt.runs.index import RunRecord
 from loopengt.runs.storage import Storage
 from loopengt.spec.models import LoopSpec
-
-EventSink = Callable[[str, dict[str, Any]], None]
+from loopengt.status import RunStatus
+from loopengt.tracing.events import EventKind
+from loopengt.tracing.stream import EventSink
 
 
 @dataclass
@@ -34,9 +32,9 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        if self.status in ("completed", STATUS_WAITING):
+        if self.status in (RunStatus.COMPLETED, RunStatus.WAITING_APPROVAL):
             return EXIT_OK
-        if self.status == STATUS_INTERRUPTED:
+        if self.status == RunStatus.INTERRUPTED:
             return EXIT_INTERRUPTED
         return EXIT_RUN_FAILED
 
@@ -51,143 +49,119 @@ def thread_config(run_id: str) -> dict[str, Any]:
     return {"configurable": {"thread_id": run_id}}
 
 
-def drive(
-    graph: Any,
-    spec: LoopSpec,
-    storage: Storage,
-    record: RunRecord,
-    graph_input: Any,
-    root: Path | str,
-    on_event: EventSink | None,
-    stream_text: bool,
-    config: dict[str, Any] | None = None,
-) -> RunResult:
-    from loopengt.tracing import TraceRecorder, node_agents
+@dataclass
+class Session:
+    """What one session works with."""
 
-    agents = node_agents(spec)
-    emit = _isolated(on_event)
-    emit("run_start", {"run_id": record.run_id, "agents": agents})
-    runs_dir = Path(root).resolve() / STATE_DIR / "runs"
-    max_chars = int(config_section("trace", root).get("max_text_chars", 4000))
+    graph: Any
+    spec: LoopSpec
+    storage: Storage
+    record: RunRecord
+    config: Config
+    on_event: EventSink | None = None
+    stream_text: bool = False
+
+
+async def run_session(
+    session: Session, graph_input: Any, run_config: dict[str, Any] | None = None
+) -> RunResult:
+    """Drive ``session.graph`` from ``graph_input`` (None: from the last checkpoint, a
+    ``Command``: an approval's answer) to its end, an approval, a failure or Ctrl-C."""
+    from loopengt.tracing import RunEvents, TraceRecorder
+
+    record, config = session.record, session.config
+    events = RunEvents(record.run_id, max_chars=config.trace_chars, prices=config.prices)
     recorder = TraceRecorder(
-        record.run_id,
-        runs_dir=runs_dir,
-        spec_name=spec.name,
-        max_chars=max_chars,
-        agents=agents,
+        record.run_id, runs_dir=config.state_dir / "runs", spec_name=session.spec.name
     )
+    events.subscribe(recorder)
+    if session.on_event is not None:
+        events.subscribe(session.on_event)
     resumed = graph_input is None or not isinstance(graph_input, dict)
-    recorder.event("run_start", spec=spec.name, input=record.options.get("inputs"), resumed=resumed)
-    config = {**(config or thread_config(record.run_id)), "callbacks": [recorder]}
-    config["metadata"] = {"loopengt_run_id": record.run_id, "loopengt_spec": spec.name}
+    inputs = record.options.get("inputs")
+    events.publish(EventKind.RUN_START, spec=session.spec.name, input=inputs, resumed=resumed)
+    run_config = {**(run_config or thread_config(record.run_id)), "callbacks": [events]}
+    run_config["metadata"] = {"loopengt_run_id": record.run_id, "loopengt_spec": session.spec.name}
     started = time.monotonic()
-    modes = ["updates", "tasks", *(["messages"] if stream_text else [])]
+    modes = ["updates", *(["messages"] if session.stream_text else [])]
+    outcome: tuple[RunStatus | None, str | None] = (None, None)
     try:
         # durability="sync": a step's checkpoint is on disk before the next step starts
         # (LangGraph's default, "async", can lose it to a kill -9 and repeat the step)
-        stream = graph.stream(graph_input, config, stream_mode=modes, durability="sync")
-        for mode, chunk in stream:
-            _dispatch(mode, chunk, recorder, emit)
-    except KeyboardInterrupt:
-        _finish(graph, storage, record, recorder, started, STATUS_INTERRUPTED)
-        raise RunInterrupted(
-            f"run {record.run_id} interrupted; continue it with `loopengt resume {record.run_id}`"
-        ) from None
+        stream = session.graph.astream(
+            graph_input, run_config, stream_mode=modes, durability="sync"
+        )
+        async for mode, chunk in stream:
+            events.chunk(mode, chunk)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        outcome = (RunStatus.INTERRUPTED, None)
     except Exception as exc:
         from loopengt.providers.errors import explain_model_error
 
-        reason = f"error: {explain_model_error(exc)}"
-        _finish(graph, storage, record, recorder, started, "failed", reason)
-        raise LoopengtError(f"run {record.run_id} failed: {reason}") from exc
+        outcome = (RunStatus.FAILED, f"error: {explain_model_error(exc, config)}")
     finally:
         from loopengt.tools.mcp_client import close_all
 
         close_all()
-    result = _finish(graph, storage, record, recorder, started)
-    emit("run_end", {"result": result})
+    result = await _finish(session, events, recorder, started, *outcome)
+    if outcome[0] == RunStatus.INTERRUPTED:
+        raise RunInterrupted(
+            f"run {record.run_id} interrupted; continue it with `loopengt resume {record.run_id}`"
+        )
+    if outcome[0] == RunStatus.FAILED:
+        raise LoopengtError(f"run {record.run_id} failed: {outcome[1]}")
     return result
 
 
-def _isolated(sink: EventSink | None) -> EventSink:
-    """The caller's event sink (progress display), whose bugs must never fail the run."""
-
-    def emit(kind: str, data: dict[str, Any]) -> None:
-        if sink is None:
-            return
-        try:
-            sink(kind, data)
-        except Exception:
-            if os.environ.get("LOOPENGT_DEBUG") == "1":
-                raise
-
-    return emit
-
-
-def _dispatch(mode: str, chunk: Any, recorder: Any, emit: EventSink) -> None:
-    if mode == "updates":
-        for node, update in chunk.items():
-            recorder.state_update(node, update)
-            emit("update", {"node": node, "update": update})
-    elif mode == "tasks":
-        if "result" not in chunk and "error" not in chunk:
-            emit("step_start", {"node": chunk.get("name")})
-        else:
-            # a step that stops the run (failure, rejection) returns normally: say so
-            result = chunk.get("result")
-            stopped = result.get("stop_reason") if isinstance(result, dict) else None
-            data = {"node": chunk.get("name"), "error": chunk.get("error") or stopped}
-            waiting = bool(chunk.get("interrupts"))
-            # a node reached after the run stopped writes nothing: it did not run a step
-            skipped = not result and not data["error"] and not waiting
-            emit("step_end", {**data, "waiting": waiting, "skipped": skipped})
-    elif mode == "messages":
-        message, metadata = chunk
-        text = getattr(message, "text", "")
-        text = text() if callable(text) else text
-        if text:
-            emit("text", {"node": metadata.get("langgraph_node"), "text": text})
-
-
-def _finish(
-    graph: Any,
-    storage: Storage,
-    record: RunRecord,
+async def _finish(
+    session: Session,
+    events: Any,
     recorder: Any,
     started: float,
-    status: str | None = None,
-    reason: str | None = None,
+    status: RunStatus | None,
+    reason: str | None,
 ) -> RunResult:
-    snapshot = graph.get_state(thread_config(record.run_id))
+    record = session.record
+    snapshot = await session.graph.aget_state(thread_config(record.run_id))
     values = dict(snapshot.values or {})
     pending = None
     if status is None:
         interrupts = getattr(snapshot, "interrupts", ()) or ()
         if interrupts:
-            status, pending = STATUS_WAITING, dict(interrupts[0].value)
+            status, pending = RunStatus.WAITING_APPROVAL, dict(interrupts[0].value)
         else:
-            status = values.get("status") or ("running" if snapshot.next else "completed")
+            ran_out = RunStatus.RUNNING if snapshot.next else RunStatus.COMPLETED
+            status = RunStatus(values.get("status") or ran_out)
     reason = reason or values.get("stop_reason")
     outputs = values.get("outputs") or {}
     usage = values.get("usage") or {}
-    trace_path = recorder.finish(status=status, stop_reason=reason, outputs=outputs, usage=usage)
-    ended = time.time()
-    storage.index.update(
-        record.run_id,
+    duration = time.monotonic() - started
+    events.publish(
+        EventKind.RUN_END,
         status=status,
+        stop_reason=reason,
+        duration_s=round(duration, 6),
+        usage=dict(usage),
+        outputs=outputs,
+    )
+    trace_path = recorder.finish(status=status, stop_reason=reason, usage=usage)
+    session.storage.index.update(
+        record.run_id,
+        status=status.value,
         stop_reason=reason,
         steps_done=len(outputs),
         tokens=int(usage.get("total_tokens", 0)),
         cost_usd=float(usage.get("cost_usd", 0.0)),
-        ended_at=None if status == STATUS_WAITING else ended,
+        ended_at=None if status == RunStatus.WAITING_APPROVAL else time.time(),
         trace_path=str(trace_path),
     )
     return RunResult(
         run_id=record.run_id,
-        status=status,
+        status=status.value,
         stop_reason=reason,
         outputs=outputs,
         usage=usage,
         trace_path=str(trace_path),
         pending=pending,
-        duration_s=time.monotonic() - started,
+        duration_s=duration,
     )

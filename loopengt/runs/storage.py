@@ -11,15 +11,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loopengt.config import config_section
+from loopengt.config import Config
 from loopengt.errors import LoopengtError, UserInputError
-from loopengt.project import STATE_DIR
 from loopengt.runs.index import RunIndex
 
 DB_FILE = "loopengt.db"
@@ -37,25 +36,67 @@ class Storage:
     url: str
 
 
-def storage_url(explicit: str | None, root: Path) -> str:
-    url = explicit or config_section("storage", root).get("checkpointer")
+def storage_url(explicit: str | None, config: Config) -> str:
+    url = explicit or config.storage.get("checkpointer")
     if url:
         return str(url)
-    return str(root / STATE_DIR / DB_FILE)
+    return str(config.state_dir / DB_FILE)
 
 
 @contextmanager
-def open_storage(explicit: str | None = None, root: Path | str = ".") -> Iterator[Storage]:
-    root = Path(root)
-    url = storage_url(explicit, root)
-    if url.startswith(("postgresql://", "postgres://")):
+def open_storage(
+    explicit: str | None = None, root: Path | str = ".", *, config: Config | None = None
+) -> Iterator[Storage]:
+    """The project's storage with a synchronous checkpointer (for `invoke`, reading runs)."""
+    url = storage_url(explicit, config or Config.load(root))
+    if _is_postgres(url):
         with _postgres(url) as storage:
             yield storage
         return
-    if "://" in url:
-        raise UserInputError(f"checkpointer {url!r}: use a SQLite file path or a postgresql:// URL")
     with _sqlite(Path(url)) as storage:
         yield storage
+
+
+@asynccontextmanager
+async def aopen_storage(explicit: str | None, config: Config) -> AsyncIterator[Storage]:
+    """The same storage with an async checkpointer, for runs driven by `astream`: a sync
+    checkpointer under the async API would block the event loop on every checkpoint. The
+    run index keeps its own short synchronous transactions."""
+    url = storage_url(explicit, config)
+    if _is_postgres(url):
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        from psycopg import AsyncConnection
+        from psycopg.rows import dict_row
+
+        with _postgres(url) as storage:  # creates the schema under its lock
+            pg = await AsyncConnection.connect(
+                url, autocommit=True, prepare_threshold=0, row_factory=dict_row
+            )
+            async with pg:
+                yield Storage(AsyncPostgresSaver(pg), storage.index, storage.url)
+        return
+    import aiosqlite
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    with _sqlite(Path(url)) as storage:  # creates the file, WAL and the tables
+        async with aiosqlite.connect(url, timeout=BUSY_TIMEOUT_SECONDS) as lite:
+            yield Storage(AsyncSqliteSaver(lite), storage.index, storage.url)
+
+
+def _shown(path: Path) -> str:
+    """A database file as messages name it: relative to the working directory if inside."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _is_postgres(url: str) -> bool:
+    if url.startswith(("postgresql://", "postgres://")):
+        return True
+    if "://" in url:
+        raise UserInputError(f"checkpointer {url!r}: use a SQLite file path or a postgresql:// URL")
+    return False
 
 
 @contextmanager
@@ -71,7 +112,7 @@ def _sqlite(path: Path) -> Iterator[Storage]:
         conn.execute("PRAGMA journal_mode=WAL")
         saver = SqliteSaver(conn)
         saver.setup()
-        yield Storage(saver, RunIndex(conn, postgres=False, lock=saver.lock), str(path))
+        yield Storage(saver, RunIndex(conn, postgres=False, lock=saver.lock), _shown(path))
     finally:
         conn.close()
 

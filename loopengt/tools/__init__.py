@@ -8,16 +8,18 @@ from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool
 
+from loopengt.config import Config
 from loopengt.errors import UserInputError
 from loopengt.spec.models import ToolSpec
 
 
-def load_tools(specs: list[ToolSpec]) -> list[BaseTool]:
+def load_tools(specs: list[ToolSpec], config: Config | None = None) -> list[BaseTool]:
     """The LangChain tools of some spec entries (an `mcp` entry gives all the tools of its
-    server that it includes)."""
+    server that it includes); ``config`` is the project's (default: the working directory's)."""
+    config = config or Config.load()
     tools: list[BaseTool] = []
     for spec in specs:
-        tools += _load(spec)
+        tools += _load(spec, config)
     seen: dict[str, int] = {}
     for tool in tools:
         seen[tool.name] = seen.get(tool.name, 0) + 1
@@ -31,16 +33,16 @@ def load_tools(specs: list[ToolSpec]) -> list[BaseTool]:
     return tools
 
 
-def _load(spec: ToolSpec) -> list[BaseTool]:
+def _load(spec: ToolSpec, config: Config) -> list[BaseTool]:
     if spec.kind == "mcp":
         # imported here: most specs have no MCP tools, and the SDK takes a while to import
         from loopengt.tools.mcp_client import mcp_tools
 
-        return mcp_tools(spec)
+        return mcp_tools(spec, config)
     if spec.kind == "builtin":
         from loopengt.tools.builtin import builtin_tool
 
-        return [builtin_tool(spec)]
+        return [builtin_tool(spec, config)]
     return [_function_tool(spec)]
 
 

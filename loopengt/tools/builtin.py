@@ -17,7 +17,7 @@ from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool
 
-from loopengt.config import config_section
+from loopengt.config import Config
 from loopengt.errors import UserInputError
 from loopengt.spec.models import ToolSpec
 
@@ -27,16 +27,19 @@ HTTP_TIMEOUT_SECONDS = 15.0
 MAX_HTTP_BYTES = 100_000
 
 
-def builtin_tool(spec: ToolSpec, root: Path | None = None) -> BaseTool:
-    """The builtin a spec entry names; files are confined to ``root`` (default: the working
-    directory now, at load time)."""
+def builtin_tool(
+    spec: ToolSpec, config: Config | None = None, root: Path | None = None
+) -> BaseTool:
+    """The builtin a spec entry names; files are confined to ``root`` (default: the
+    project root of ``config``, else the working directory now, at load time)."""
     kind = spec.builtin or spec.name
-    if kind == "http_get" and config_section("tools").get("http_get") is not True:
+    config = config or Config.load()
+    if kind == "http_get" and config.tools.get("http_get") is not True:
         raise UserInputError(
             f"tool {spec.name!r}: http_get is off by default; enable it with "
             "`[tools] http_get = true` in .loopengt/config.toml"
         )
-    base = (root or Path.cwd()).resolve()
+    base = (root or config.root).resolve()
     makers: dict[str, Callable[[], Callable[..., str]]] = {
         "read_file": lambda: _read_file(base),
         "list_dir": lambda: _list_dir(base),

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
-from loopengt.config import config_section
+from loopengt.config import Config
 from loopengt.errors import UserInputError
 from loopengt.spec.models import ToolSpec
 
@@ -70,9 +70,9 @@ class ServerParams:
         return self.url or shlex.join([self.command or "", *self.args])
 
 
-def mcp_tools(spec: ToolSpec) -> list[BaseTool]:
+def mcp_tools(spec: ToolSpec, config: Config | None = None) -> list[BaseTool]:
     """The tools of the server a spec entry names (only `include` ones when given)."""
-    settings = config_section("tools")
+    settings = (config or Config.load()).tools
     startup = float(settings.get("mcp_startup_timeout_seconds", DEFAULT_STARTUP_TIMEOUT))
     call_timeout = float(settings.get("mcp_call_timeout_seconds", DEFAULT_CALL_TIMEOUT))
     params = ServerParams.of(spec)

@@ -1,24 +1,32 @@
-"""Run traces: recorded while a loop runs (`TraceRecorder`), rendered and exported after.
+"""Run traces: a run's event stream (`RunEvents`), recorded while it runs (`TraceRecorder`),
+rendered and exported after.
 
-`TraceRecorder` pulls in LangChain, so it is imported on first use: reading a trace
-(`load_trace`, the exports, the tree) stays light.
+The stream and the recorder pull in LangChain, so they are imported on first use: reading a
+trace (`load_trace`, the exports, the tree) stays light.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from loopengt.tracing.events import Trace
+from loopengt.tracing.events import EventKind, Trace
 
 if TYPE_CHECKING:
-    from loopengt.tracing.recorder import TraceRecorder, node_agents
+    from loopengt.tracing.recorder import TraceRecorder
+    from loopengt.tracing.stream import RunEvent, RunEvents
 
-__all__ = ["Trace", "TraceRecorder", "node_agents"]
+__all__ = ["EventKind", "RunEvent", "RunEvents", "Trace", "TraceRecorder"]
+
+_LAZY = {
+    "TraceRecorder": "loopengt.tracing.recorder",
+    "RunEvent": "loopengt.tracing.stream",
+    "RunEvents": "loopengt.tracing.stream",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("TraceRecorder", "node_agents"):
-        from loopengt.tracing import recorder
+    if name in _LAZY:
+        import importlib
 
-        return getattr(recorder, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'loopengt.tracing' has no attribute {name!r}")

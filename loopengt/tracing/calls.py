@@ -70,7 +70,12 @@ def model_fields(
     return {"model": model, "provider": meta.get("ls_provider"), "messages": prompt}
 
 
-def response_fields(response: Any, model: str | None, max_chars: int | None) -> dict[str, Any]:
+def response_fields(
+    response: Any,
+    model: str | None,
+    max_chars: int | None,
+    prices: Mapping[str, tuple[float, float]],
+) -> dict[str, Any]:
     """Response text, tool calls, tokens and cost of a finished model call."""
     generations = getattr(response, "generations", None) or [[]]
     generation = generations[0][0] if generations and generations[0] else None
@@ -84,9 +89,9 @@ def response_fields(response: Any, model: str | None, max_chars: int | None) -> 
         "tool_calls": tool_calls_of(message, max_chars),
         "input_tokens": tokens_in,
         "output_tokens": tokens_out,
-        # priced like the run's usage (loopengt.graph.model_calls.usage_of): by the model that
+        # priced like the run's usage (loopengt.graph.calls.usage_of): by the model that
         # answered, falling back to the one asked for
-        "cost_usd": cost_usd(answered_by, tokens_in, tokens_out),
+        "cost_usd": cost_usd(answered_by, tokens_in, tokens_out, prices),
     }
     if answered_by and not model:
         fields["model"] = answered_by

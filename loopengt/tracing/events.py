@@ -9,7 +9,8 @@ Every event is a flat JSON object::
     run_start   spec, input, resumed                  (written by the run engine)
     run_end     status, stop_reason, duration_s (this session), usage, outputs
     step_start  step_id, attempt (LangGraph retry attempt of the task), superstep
-    step_end    step_id, status (ok | error | interrupted), duration_s, error?
+    step_end    step_id, status (loopengt.status.StepStatus: ok | failed | timed_out |
+                skipped | rejected | waiting | interrupted), duration_s, error? | reason?
     model_call  step_id, model, provider, messages [{role, content, tool_calls?}], response,
                 tool_calls [{name, args, id}], input_tokens, output_tokens, cost_usd,
                 latency_s, response_model?, error?
@@ -20,6 +21,7 @@ Every event is a flat JSON object::
     error       step_id?, error
     stop        step_id, reason, status
 
+Only agent turns are steps: pass-through, join and routing nodes never appear.
 A session is one process working on the run (the first `run`, then each `resume`/`approve`).
 A call event is written when the call ends; ``ts - latency_s`` is when it started.
 """
@@ -28,22 +30,36 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from loopengt.serialization import json_default
 
-RUN_START = "run_start"
-RUN_END = "run_end"
-STEP_START = "step_start"
-STEP_END = "step_end"
-MODEL_CALL = "model_call"
-TOOL_CALL = "tool_call"
-GATE = "gate"
-RETRY = "retry"
-INTERRUPT = "interrupt"
-ERROR = "error"
-STOP = "stop"
+
+class EventKind(StrEnum):
+    """The kinds of event in a run's stream (`loopengt.tracing.stream`) and its trace."""
+
+    RUN_START = "run_start"
+    RUN_END = "run_end"
+    STEP_START = "step_start"
+    STEP_END = "step_end"
+    MODEL_CALL = "model_call"
+    TOOL_CALL = "tool_call"
+    GATE = "gate"
+    RETRY = "retry"
+    INTERRUPT = "interrupt"
+    ERROR = "error"
+    STOP = "stop"
+    TEXT = "text"
+    """A piece of a model's streamed reply: live displays only, never written to a trace."""
+
+
+RUN_START, RUN_END = EventKind.RUN_START, EventKind.RUN_END
+STEP_START, STEP_END = EventKind.STEP_START, EventKind.STEP_END
+MODEL_CALL, TOOL_CALL = EventKind.MODEL_CALL, EventKind.TOOL_CALL
+GATE, RETRY, INTERRUPT = EventKind.GATE, EventKind.RETRY, EventKind.INTERRUPT
+ERROR, STOP = EventKind.ERROR, EventKind.STOP
 
 Event = dict[str, Any]
 Trace = dict[str, Any]

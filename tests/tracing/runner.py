@@ -1,12 +1,13 @@
-"""Drives a compiled spec the way the run engine does: the recorder as a callback, every
-``updates`` chunk handed to ``state_update``, ``finish`` with the final state."""
+"""Drives a compiled spec the way the run engine does: the run's event stream as a callback,
+every ``updates`` chunk handed to it, the recorder subscribed, ``finish`` with the final
+state."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from loopengt.tracing import TraceRecorder, node_agents
+from loopengt.tracing import EventKind, RunEvents, TraceRecorder
 from loopengt.tracing.events import Event, read_events
 
 
@@ -22,34 +23,29 @@ def record(
     max_chars: int | None = 2000,
 ) -> tuple[TraceRecorder, dict[str, Any]]:
     """Run ``graph`` once (to its end or an interrupt); returns (recorder, final state)."""
-    recorder = TraceRecorder(
-        run_id,
-        runs_dir=runs_dir,
-        spec_name=spec.name,
-        max_chars=max_chars,
-        agents=node_agents(spec),
-    )
-    config = {"configurable": {"thread_id": run_id}, "callbacks": [recorder]}
+    recorder = TraceRecorder(run_id, runs_dir=runs_dir, spec_name=spec.name)
+    events = RunEvents(run_id, max_chars=max_chars)
+    events.subscribe(recorder)
+    config = {"configurable": {"thread_id": run_id}, "callbacks": [events]}
     run_input = {} if payload is None or not isinstance(payload, dict) else payload.get("input")
-    recorder.event("run_start", spec=spec.name, input=run_input, resumed=resumed)
+    events.publish(EventKind.RUN_START, spec=spec.name, input=run_input, resumed=resumed)
     state: dict[str, Any] = {}
     interrupted = False
     inp = {"input": {}} if payload is None else payload
     for mode, chunk in graph.stream(inp, config, stream_mode=["updates", "values"]):
         if mode == "updates":
-            for node, update in chunk.items():
-                recorder.state_update(node, update)
-                interrupted = interrupted or node == "__interrupt__"
+            events.chunk(mode, chunk)
+            interrupted = interrupted or "__interrupt__" in chunk
         else:
             state = chunk
     if finish:
         status = "waiting_approval" if interrupted else state.get("status") or "completed"
-        recorder.finish(
-            status=status,
-            stop_reason=state.get("stop_reason"),
-            outputs=state.get("outputs"),
-            usage=state.get("usage"),
+        reason, usage = state.get("stop_reason"), state.get("usage")
+        outputs = state.get("outputs")
+        events.publish(
+            EventKind.RUN_END, status=status, stop_reason=reason, usage=usage, outputs=outputs
         )
+        recorder.finish(status=status, stop_reason=reason, usage=usage)
     return recorder, state
 
 

@@ -83,7 +83,6 @@ def test_otel_spans_nest_run_steps_and_calls_with_genai_attributes(trace: Trace)
             "invoke_agent solver",
             "invoke_agent checker",
             "invoke_agent checker",
-            "step check__passed",
             "chat unknown",
             "chat unknown",
             "chat unknown",
@@ -154,7 +153,7 @@ def test_otel_console_exporter_when_no_endpoint(
     out = tmp_path / "spans.txt"
     with out.open("w") as fh:
         assert type(default_exporter(fh)).__name__ == "ConsoleSpanExporter"
-        assert export(trace, out=fh) == 12
+        assert export(trace, out=fh) == 11
     assert out.read_text().count('"name": "invoke_workflow calc"') == 1
 
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
@@ -194,7 +193,11 @@ def test_markdown_report_reads_like_a_report(trace: Trace) -> None:
     assert "| Tokens | 73 tok (59 in, 14 out) |" in text
     table = text[text.index("## Steps") : text.index("## Timeline")]
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
-    assert [r.split(" | ")[1] for r in rows[1:]] == ["solve", "check", "check", "check__passed"]
+    assert [r.split(" | ")[1] for r in rows[1:]] == [
+        "solve",
+        "check",
+        "check",
+    ]  # no pass-through node
     assert "| 1 | solve | solver | ok |" in rows[1]
     assert '- **tool call** `explode` `{"text": "x"}` error: ValueError' in text
     assert "- **gate** (regex, attempt 1) failed: output does not match /^OK/" in text
@@ -298,7 +301,7 @@ def test_otlp_export_reaches_the_endpoint_from_the_environment(
     try:
         monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
-        assert to_otel(trace) == 12
+        assert to_otel(trace) == 11
     finally:
         server.shutdown()
         server.server_close()
@@ -320,7 +323,7 @@ def test_an_unreachable_otlp_endpoint_is_one_error(
         port = sock.getsockname()[1]
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://127.0.0.1:{port}/v1/traces")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
-    with pytest.raises(LoopengtError, match=f"could not send 12 spans to http://127.0.0.1:{port}/"):
+    with pytest.raises(LoopengtError, match=f"could not send 11 spans to http://127.0.0.1:{port}/"):
         to_otel(trace)
 
 

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from loopengt.compile import compile_spec
-from loopengt.tracing import node_agents
 from tests.compilers.helpers import fake, spec_of, step_echo
 from tests.compilers.test_parallel_fan_out import BRANCHES
 from tests.tracing.runner import kinds, lines_of, record
@@ -34,7 +33,7 @@ def test_parallel_branches_record_from_several_threads(tmp_path: Path) -> None:
     assert all(s["ts"] < first_end["ts"] for s in branch_starts)  # they overlapped
 
 
-def test_node_agents_maps_nodes_to_agents() -> None:
+def test_each_step_names_its_agent_from_the_node_metadata(tmp_path: Path) -> None:
     spec = spec_of("""
         name: chain
         goal: Test.
@@ -44,14 +43,11 @@ def test_node_agents_maps_nodes_to_agents() -> None:
           - {name: b, agent: editor, depends_on: [a]}
           - {name: c, agent: writer, depends_on: [b]}
     """)
-    agents = node_agents(spec)
-    assert agents == {
-        "writer": "writer",
-        "editor": "editor",
-        "a": "writer",
-        "b": "editor",
-        "c": "writer",
-    }
+    record(compile_spec(spec, models=fake("1", "2", "3")), spec, tmp_path)
+    events = lines_of(tmp_path)
+    starts = [(e["step"], e["agent"]) for e in kinds(events, "step_start")]
+    assert starts == [("a", "writer"), ("b", "editor"), ("c", "writer")]
+    assert {e["agent"] for e in kinds(events, "model_call")} == {"writer", "editor"}
 
 
 TEAM = """

@@ -12,7 +12,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
 from loopengt.compile import compile_spec
-from loopengt.tracing import TraceRecorder
+from loopengt.tracing import RunEvents, TraceRecorder
 from loopengt.tracing.events import read_events
 from tests.compilers.helpers import fake, spec_of, tool_call, with_usage
 from tests.compilers.test_sequential_pattern import TOOL_SPEC
@@ -164,7 +164,7 @@ def test_an_error_retried_by_the_retry_policy(tmp_path: Path) -> None:
         ("step_end", "a"),
     ]
     first_end = kinds(events, "step_end")[0]
-    assert first_end["status"] == "error"
+    assert first_end["status"] == "failed"  # this attempt; the retry then succeeds
     assert first_end["error"] == "ServerError: boom"
     [retry] = kinds(events, "retry")
     assert (retry["cause"], retry["attempt"], retry["reason"]) == ("error", 2, "ServerError: boom")
@@ -212,7 +212,7 @@ def test_interrupt_then_resume_in_a_new_process_appends_both_sessions(tmp_path: 
     assert pending["payload"] == {"type": "approval", "step": "b", "message": "Publish b?"}
     assert pending["step"] == "b" and pending["agent"] == "editor"
     b_end = [e for e in kinds(paused["events"], "step_end") if e["step"] == "b"]
-    assert b_end[0]["status"] == "interrupted"
+    assert b_end[0]["status"] == "waiting"  # for the approval
 
     # "loopengt approve": a fresh graph, model, connection and recorder
     with sqlite3.connect(db, check_same_thread=False) as conn:
@@ -260,11 +260,12 @@ def test_events_are_on_disk_before_finish(tmp_path: Path) -> None:
     spec = spec_of(chain())
     graph = compile_spec(spec, models=fake("one", "two", "three"))
     recorder = TraceRecorder("live", runs_dir=tmp_path, spec_name="chain")
-    config = {"callbacks": [recorder]}
+    events = RunEvents("live")
+    events.subscribe(recorder)
+    config = {"callbacks": [events]}
     seen: list[list[str]] = []
     for chunk in graph.stream({"input": {}}, config, stream_mode="updates"):
-        for node, update in chunk.items():
-            recorder.state_update(node, update)
+        events.chunk("updates", chunk)
         # read by another handle, as a crash would leave it
         lines = (tmp_path / "live.jsonl").read_text().splitlines()
         seen.append([json.loads(line)["kind"] for line in lines])
