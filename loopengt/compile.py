@@ -11,7 +11,7 @@ from langgraph.graph.state import CompiledStateGraph
 from loopengt.config import Config
 from loopengt.graph.context import CompileContext, ModelsArg
 from loopengt.graph.state import Graph
-from loopengt.spec.loader import load_spec
+from loopengt.spec.loader import check_spec, load_spec
 from loopengt.spec.models import LoopSpec
 
 if TYPE_CHECKING:
@@ -46,7 +46,12 @@ def compile_spec(
     Every node runs under both APIs: ``invoke``/``stream`` make model calls synchronously,
     ``ainvoke``/``astream`` await them, so one event loop can drive many runs at once.
     """
-    spec = spec_or_path if isinstance(spec_or_path, LoopSpec) else load_spec(spec_or_path)
+    if isinstance(spec_or_path, LoopSpec):
+        # a spec made or changed in Python has had no cross-reference or role checks: the
+        # compilers rely on every rule `loopengt validate` knows (0.2 ms)
+        spec = check_spec(spec_or_path)
+    else:
+        spec = load_spec(spec_or_path)
     cassette = None
     if record is not None or replay is not None:
         from loopengt.providers.cassette import open_cassette

@@ -1217,7 +1217,7 @@ def test_bad_model_strings() -> None:
         "loop.yaml:4:10: defaults.model: model 'gpt-4o' must be 'provider:model', "
         "e.g. 'openai:gpt-4o-mini'",
         "loop.yaml:6:27: agents[0].model: unknown model provider 'opnai' "
-        "(did you mean 'openai'?); use one of ('openai', 'anthropic', 'ollama', 'local')",
+        "(did you mean 'openai'?); use one of openai, anthropic, ollama, local, test",
         "loop.yaml:7:27: agents[1].model: model 'openai:' must be 'provider:model', "
         "e.g. 'openai:gpt-4o-mini'",
         "loop.yaml:10:41: steps[0].model: model 'claude' must be 'provider:model', "

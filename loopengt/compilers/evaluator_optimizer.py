@@ -24,7 +24,6 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langgraph.graph import END, START
 
-from loopengt.errors import UserInputError
 from loopengt.graph.calls import Calls
 from loopengt.graph.context import CompileContext
 from loopengt.graph.policy import stop
@@ -169,8 +168,7 @@ def build(ctx: CompileContext) -> Graph:
         for dep in deps:
             dependants[dep].append(name)
     prefix = reachable(gen, requires)
-    if gen == ev or ev in prefix:
-        raise UserInputError(f"evaluator_optimizer: the generator {gen!r} must run before {ev!r}")
+    assert gen != ev and ev not in prefix, "validation orders them (spec/pattern_checks.py)"
     body = {gen} | (reachable(gen, dependants) & reachable(ev, requires))
     suffix = [s.name for s in spec.steps if s.name not in prefix | body | {ev}]
     suffix_deps = {name: [d for d in requires[name] if d in suffix] for name in suffix}

@@ -24,7 +24,7 @@ from loopengt.graph.tool_loop import Outcome, tool_loop
 from loopengt.graph.turn import AgentTurn, Result
 from loopengt.graph.wiring import add_turn
 from loopengt.spec.models import AgentRole, StepSpec
-from loopengt.spec.roles import handoff_entry, step_agent
+from loopengt.spec.roles import handoff_entry, handoff_targets, step_agent
 from loopengt.status import RunStatus
 from loopengt.templating import placeholders, render
 
@@ -37,12 +37,6 @@ class TransferArgs(BaseModel):
         default="",
         description="What they need to know: findings, decisions, open questions.",
     )
-
-
-def handoff_targets(ctx: CompileContext, agent: AgentRole) -> list[AgentRole]:
-    """The agents this one may hand off to: its ``handoffs``, else every other agent."""
-    names = agent.handoffs or [a.name for a in ctx.spec.agents if a.name != agent.name]
-    return [ctx.spec.agent(name) for name in names]
 
 
 def transfer_tool(target: AgentRole) -> BaseTool:
@@ -65,7 +59,7 @@ class HandoffTurn(AgentTurn):
     def __init__(self, ctx: CompileContext, agent: AgentRole) -> None:
         timeout = ctx.spec.policy.step_timeout_seconds
         super().__init__(ctx, agent, agent.name, what=f"agent {agent.name!r}", timeout=timeout)
-        self.targets = handoff_targets(ctx, agent)
+        self.targets = [ctx.spec.agent(name) for name in handoff_targets(ctx.spec, agent.name)]
         self.transfer_tools = [transfer_tool(t) for t in self.targets]
         self.transfers = {f"{TRANSFER_PREFIX}{t.name}": t.name for t in self.targets}
         self.step = next(

@@ -20,7 +20,6 @@ from typing import Any
 from langgraph.graph import END, START
 from langgraph.types import Send
 
-from loopengt.errors import UserInputError
 from loopengt.graph.calls import Calls, Work
 from loopengt.graph.context import CompileContext
 from loopengt.graph.policy import stop
@@ -133,8 +132,7 @@ def effective_requires(spec: LoopSpec, roles: FanOutRoles) -> dict[str, list[str
         # lists none itself; it is still the aggregator, not a branch
         branches = [b for b in roles.branches if b != roles.aggregator]
         parallel = [*branches, *([roles.map_step] if roles.map_step else [])]
-        if roles.aggregator in parallel:
-            raise UserInputError(f"fan_out: step {roles.aggregator!r} cannot be its own aggregator")
+        assert roles.aggregator not in parallel, "validation rejects it (spec/pattern_checks.py)"
         declared = requires[roles.aggregator]
         requires[roles.aggregator] = parallel + [d for d in declared if d not in parallel]
     return requires

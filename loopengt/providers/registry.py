@@ -167,7 +167,7 @@ def _test(model: str, temperature: float | None, config: Config) -> BaseChatMode
     return test_model(model)
 
 
-PROVIDERS: dict[str, Factory] = {
+PROVIDERS: dict[str, Factory] = {  # every one of providers.PROVIDER_NAMES
     "openai": _openai,
     "anthropic": _anthropic,
     "ollama": _ollama,

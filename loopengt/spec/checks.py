@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from loopengt.providers import PROVIDER_NAMES, WITHOUT_MODEL
 from loopengt.spec.check_base import Path, items, reachable, strings
 from loopengt.spec.errors import Problem, did_you_mean
 from loopengt.spec.pattern_checks import PatternChecks
@@ -26,7 +27,6 @@ VARIABLE_PATTERNS = {
     "item": ("parallel_fan_out",),
     "task": ("supervisor_worker", "handoff"),
 }
-PROVIDERS = ("openai", "anthropic", "ollama", "local")
 
 
 class _Checker(PatternChecks):
@@ -91,14 +91,15 @@ class _Checker(PatternChecks):
             self._model(("defaults", "model"), defaults.get("model"))
 
     def _model(self, path: Path, model: Any) -> None:
-        if not isinstance(model, str) or model == "local":
+        if not isinstance(model, str) or model in WITHOUT_MODEL:
             return
         provider, sep, name = model.partition(":")
-        if not sep or not name:
+        if (not sep or not name) and provider not in WITHOUT_MODEL:
             self.add(path, f"model {model!r} must be 'provider:model', e.g. 'openai:gpt-4o-mini'")
-        elif provider not in PROVIDERS:
-            hint = did_you_mean(provider, PROVIDERS)
-            self.add(path, f"unknown model provider {provider!r}{hint}; use one of {PROVIDERS}")
+        elif provider not in PROVIDER_NAMES:
+            hint = did_you_mean(provider, PROVIDER_NAMES)
+            known = ", ".join(PROVIDER_NAMES)
+            self.add(path, f"unknown model provider {provider!r}{hint}; use one of {known}")
 
     def _json_schema(self, path: Path, schema: Any) -> None:
         if not isinstance(schema, dict):

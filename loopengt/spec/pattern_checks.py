@@ -114,7 +114,8 @@ class PatternChecks(CheckerBase):
             self.ref((*base, "from"), source, "step")
             self.ref((*base, "to"), edge.get("to"), "step", allow_end=True)
             self.ref((*base, "default"), edge.get("default"), "step", allow_end=True)
-            if isinstance(source, str) and isinstance(edge.get("branches"), list):
+            # a plain edge has no branches (a dumped LoopSpec holds `branches: []`)
+            if isinstance(source, str) and edge.get("branches"):
                 if source in conditional:
                     # LangGraph allows one router per node: branches are tried in order there
                     first = conditional[source]

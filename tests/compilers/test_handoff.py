@@ -3,6 +3,7 @@ share_history), allowed targets, limits and the mermaid drawing."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -218,3 +219,34 @@ def test_mermaid_shows_handoff_edges() -> None:
     assert "billing -.-> tech;" in mermaid
     assert "billing -.-> triage;" in mermaid
     assert "tech -.-> __end__;" in mermaid
+
+
+def test_seed_pipeline_completes_when_the_model_takes_every_first_transfer(
+    tmp_path: Path,
+) -> None:
+    # the default targets follow the steps: triage -> billing -> closer, and the closer
+    # answers; before, billing was offered triage first and the run ping-ponged to max_turns
+    from tests.runs.helpers import loopengt, write_spec
+    from tests.spec.test_handoff_roles import SUPPORT
+
+    write_spec(tmp_path, "support.yaml", SUPPORT)
+    proc = loopengt(tmp_path, "run", "support.yaml", "--model", "test:transfers=yes", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["status"] == "completed" and result["stop_reason"] is None
+    assert list(result["outputs"]) == ["triage", "billing", "closer"]
+
+
+def test_a_declared_back_edge_is_kept() -> None:
+    from loopengt.providers.testing import TestModel
+    from tests.spec.test_handoff_roles import SUPPORT
+
+    looping = SUPPORT.replace(
+        "{name: billing, description: handles invoices and refunds}",
+        "{name: billing, description: handles invoices and refunds, handoffs: [triage]}",
+    ).replace("policy: {max_turns: 12}", "policy: {max_turns: 5}")
+    graph = compile_spec(spec_of(looping), models=TestModel(transfers=True))
+    assert "triage" in graph.builder.nodes["billing"].ends  # the back-edge is offered
+    state = graph.invoke({"input": {}})
+    assert state["status"] == "stopped" and state["stop_reason"].startswith("max_turns")
+    assert state["visits"] == {"triage": 3, "billing": 2}  # triage <-> billing, as declared
