@@ -4,6 +4,7 @@ startup failures and stopping the server."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -24,7 +25,8 @@ from loopengt.spec import load_spec_text
 from loopengt.spec.models import ToolSpec
 from loopengt.tools import load_tools
 from loopengt.tools import mcp_client as mcp_tools
-from tests.support.tool_calls import call
+from tests.compilers.test_async import NoThreads
+from tests.support.tool_calls import acall, call
 
 SERVER = Path(__file__).parent / "support" / "mcp_server.py"
 ALL_TOOLS = ["word_count", "shout", "fail", "pid", "sleep", "getenv"]
@@ -124,6 +126,23 @@ def test_calls_from_several_threads_run_concurrently_on_one_session() -> None:
         thread.join()
     assert results == ["awake"] * 6
     assert time.monotonic() - started < 2.0  # 6 x 0.5 s one after the other would be 3 s
+
+
+def test_under_ainvoke_calls_are_awaited_on_the_callers_loop_without_a_thread() -> None:
+    tools = by_name(mcp_tools.mcp_tools(server_spec()))
+    assert acall(tools["shout"], text="async") == ("ASYNC!", "success")
+    content, status = acall(tools["fail"], reason="async")
+    assert status == "error" and "failed on purpose: async" in content
+
+    async def six_sleeps() -> list[str]:
+        # no thread pool to queue on: six 0.5 s calls awaited at once on one loop
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(NoThreads())
+        return list(
+            await asyncio.gather(*(tools["sleep"].ainvoke({"seconds": 0.5}) for _ in range(6)))
+        )
+
+    assert asyncio.run(six_sleeps()) == ["awake"] * 6
 
 
 def test_a_server_side_error_becomes_error_text_for_the_model() -> None:

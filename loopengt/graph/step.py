@@ -114,10 +114,13 @@ class StepTurn(AgentTurn):
                 calls, model, messages, self.step.output_schema, what=what
             )
             recorded: list[BaseMessage] = [calls.replies[-1]]
-        else:
+        elif self.agent.tools:
             tools = self.ctx.tools_for(self.agent)
             outcome = yield from tool_loop(calls, model, messages, tools, self.agent.max_tool_calls)
             output, recorded = outcome.last, outcome.recorded
+        else:  # the common case, on every step: one call, no tool loop to set up
+            reply = yield calls.model(model, messages)
+            output, recorded = str(reply.text), [reply]
         gate_update, passed = yield from self.check_gate(state, output, calls)
         return Attempt(output, recorded, gate_update, passed)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -308,7 +308,7 @@ class _CassetteModel(BaseChatModel):
     json_schema_mode: bool = True
 
     @staticmethod
-    def step(run_manager: CallbackManagerForLLMRun | None) -> str:
+    def step(run_manager: Any) -> str:
         # LangGraph puts the running node's name in the config metadata of calls made in it
         metadata = run_manager.metadata if run_manager else {}
         return str(metadata.get("langgraph_node") or "(outside a graph)")
@@ -340,6 +340,21 @@ class RecordingChatModel(_CassetteModel):
         # must be emptied, not left out: left out, the inner call would take the node's
         # callbacks from the context LangGraph sets
         reply = self.inner.invoke(messages, {"callbacks": []}, stop=stop, **kwargs)
+        return self._recorded(run_manager, request, reply)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        """`_generate` awaiting the inner model (the run's async path holds no thread)."""
+        request = request_record(messages, self.bound_tool_records, kwargs)
+        reply = await self.inner.ainvoke(messages, {"callbacks": []}, stop=stop, **kwargs)
+        return self._recorded(run_manager, request, reply)
+
+    def _recorded(self, run_manager: Any, request: Json, reply: Any) -> ChatResult:
         if not isinstance(reply, AIMessage):
             reply = AIMessage(content=str(getattr(reply, "content", reply)))
         self.cassette.add(self.step(run_manager), request, response_record(reply))
@@ -366,3 +381,13 @@ class ReplayingChatModel(_CassetteModel):
         request = request_record(messages, self.bound_tool_records, kwargs)
         response = self.cassette.answer(self.step(run_manager), request)
         return ChatResult(generations=[ChatGeneration(message=replayed_message(response))])
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        # the answer is in memory: no thread needed
+        return self._generate(messages, stop, run_manager, **kwargs)  # type: ignore[arg-type]

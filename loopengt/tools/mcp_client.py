@@ -2,8 +2,9 @@
 
 Each server is started once and kept for the run: a background thread runs one asyncio
 event loop, and one task per server holds its `ClientSession` open (anyio transports must be
-entered and left by the same task). Our nodes are synchronous and may run in several threads,
-so every tool call is submitted to that loop with `run_coroutine_threadsafe`. `close_all()`
+entered and left by the same task). Every tool call is submitted to that loop with
+`run_coroutine_threadsafe`: a node under `invoke` waits for it in its thread, a node under
+`ainvoke` awaits it on its own loop without holding a thread. `close_all()`
 stops every server; the run engine calls it at the end of a run, and atexit does too. A tool
 called after `close_all()` starts its server again, so a compiled graph stays usable.
 """
@@ -105,11 +106,18 @@ def _sync_tool(
         server = registry.server(params, label, startup)
         return server.call(inner.name, args, call_timeout)
 
+    async def arun(**args: Any) -> str:
+        # under ainvoke: the caller's loop awaits the call without holding a thread (a
+        # server that must start first does start synchronously, once)
+        server = registry.server(params, label, startup)
+        return await server.acall(inner.name, args, call_timeout)
+
     return StructuredTool(
         name=inner.name,
         description=inner.description,
         args_schema=inner.args_schema,
         func=run,
+        coroutine=arun,
         metadata=inner.metadata,
     )
 
@@ -216,11 +224,27 @@ class _Server:
             content = future.result(timeout)
         except TimeoutError:
             future.cancel()
-            raise TimeoutError(f"MCP tool {name!r} gave no answer within {timeout:g}s") from None
+            raise self._timed_out(name, timeout) from None
         except ToolException as exc:
             # the server reported isError: a plain ToolException keeps the text readable
             raise ToolException(str(exc)) from None
         return _content_text(content)
+
+    async def acall(self, name: str, args: dict[str, Any], timeout: float) -> str:
+        """`call` for a caller on another event loop: the session lives on this server's
+        loop (its transport must be left by the task that entered it), the caller awaits."""
+        future = asyncio.run_coroutine_threadsafe(self.tools[name].ainvoke(args), self.loop)
+        try:
+            content = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        except TimeoutError:
+            future.cancel()
+            raise self._timed_out(name, timeout) from None
+        except ToolException as exc:
+            raise ToolException(str(exc)) from None
+        return _content_text(content)
+
+    def _timed_out(self, name: str, timeout: float) -> TimeoutError:
+        return TimeoutError(f"MCP tool {name!r} gave no answer within {timeout:g}s")
 
     def close(self) -> None:
         with self.lock:
