@@ -27,6 +27,7 @@ from langchain_core.messages import (
 
 from loopengt.compile import compile_spec
 from loopengt.errors import LoopengtError, UserInputError
+from loopengt.graph.calls import Calls, drive
 from loopengt.graph.structured import structured_call
 from loopengt.providers import local as local_model
 from loopengt.providers.local import (
@@ -306,13 +307,12 @@ def test_real_stream_yields_several_chunks(smollm: ChatLocalLlama) -> None:
 @pytest.mark.slow
 def test_real_routing_is_valid_json(smollm: ChatLocalLlama) -> None:
     messages = [SystemMessage("You route work."), HumanMessage("Worker a writes, b checks. Pick.")]
-    value, replies = structured_call(
-        lambda model, msgs: model.invoke(msgs), smollm, messages, ROUTE_SCHEMA, what="route"
-    )
+    calls = Calls(timeout=None)
+    value = drive(structured_call(calls, smollm, messages, ROUTE_SCHEMA, what="route"), {})
     assert value["next"] in ("a", "b", "FINISH")
     assert isinstance(value["reason"], str)
-    assert len(replies) == 1  # constrained decoding: no repair round needed
-    assert json.loads(str(replies[0].text)) == value
+    assert len(calls.replies) == 1  # constrained decoding: no repair round needed
+    assert json.loads(str(calls.replies[0].text)) == value
 
 
 @pytest.mark.slow
