@@ -13,9 +13,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-STATUS_WAITING = "waiting_approval"
-STATUS_INTERRUPTED = "interrupted"
-
 COLUMNS = (
     "run_id",
     "spec_name",

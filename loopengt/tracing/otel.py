@@ -14,11 +14,16 @@ import sys
 from typing import IO, Any
 
 from loopengt.errors import LoopengtError, UserInputError
+from loopengt.status import StepStatus
 from loopengt.tracing.events import MODEL_CALL, TOOL_CALL, Event, Trace
 from loopengt.tracing.views import StepView, run_usage, timeline
 
 ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 MISSING = "OpenTelemetry export needs the otel extra: pip install 'loopengt[otel]'"
+
+
+# a step that failed; "error" is what traces written before StepStatus called it
+FAILED_STEP = (StepStatus.FAILED, StepStatus.TIMED_OUT, "error")
 
 
 def require_sdk() -> None:
@@ -149,8 +154,8 @@ def step_span(tracer: Any, context: Any, step: StepView, run_end: float) -> None
             call_span(tracer, inner, item, tool_attributes(item))
         else:
             span.add_event(str(item["kind"]), event_attributes(item), ns(item["ts"]))
-    if step.status == "error":
-        fail(span, step.error or "error")
+    if step.status in FAILED_STEP:
+        fail(span, step.error or step.status)
     span.end(end_time=ns(step.end if step.end is not None else run_end))
 
 

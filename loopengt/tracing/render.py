@@ -15,6 +15,7 @@ from typing import Any
 from rich.markup import escape
 from rich.tree import Tree
 
+from loopengt.status import RunStatus, StepStatus
 from loopengt.tracing.events import (
     ERROR,
     GATE,
@@ -40,16 +41,21 @@ from loopengt.tracing.views import (
     timeline,
 )
 
+# one colour per status of the one vocabulary (loopengt.status); "error" is what traces
+# written before StepStatus called a failed attempt
 STATUS_STYLE = {
-    "completed": "green",
-    "ok": "green",
-    "running": "cyan",
-    "waiting_approval": "yellow",
-    "interrupted": "yellow",
-    "stopped": "yellow",
-    "failed": "red",
+    RunStatus.COMPLETED: "green",
+    RunStatus.RUNNING: "cyan",
+    RunStatus.WAITING_APPROVAL: "yellow",
+    RunStatus.INTERRUPTED: "yellow",
+    RunStatus.STOPPED: "yellow",
+    RunStatus.FAILED: "red",
+    RunStatus.REJECTED: "red",
+    StepStatus.OK: "green",
+    StepStatus.TIMED_OUT: "yellow",
+    StepStatus.SKIPPED: "dim",
+    StepStatus.WAITING: "yellow",
     "error": "red",
-    "rejected": "red",
 }
 
 

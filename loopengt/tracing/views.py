@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from loopengt.status import StepStatus
 from loopengt.tracing.events import (
     MODEL_CALL,
     RUN_END,
@@ -28,9 +29,7 @@ class StepView:
     session: int
     start: float
     end: float | None = None
-    status: str = (
-        "running"  # ok | error | interrupted | running (no step_end: still going or killed)
-    )
+    status: str = StepStatus.RUNNING  # no step_end (yet): still going, or killed
     error: str | None = None
     items: list[Event] = field(default_factory=list)  # calls, gates, retries, ... in order
 
