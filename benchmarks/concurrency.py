@@ -9,9 +9,8 @@ every model call is an async ``--delay`` sleep, with the graph compiled once and
 (no checkpointer). Baseline, measured in the same invocation: a hand-written async
 ``StateGraph`` of the same shape, whose nodes ``await model.ainvoke(...)`` on the same
 model with a similar system + human prompt and write the reply into a dict state. The
-model is ``loopengt.providers.testing.TestModel(delay=...)``, or, in a checkout that lacks
-it, ``SleepModel`` below (the same: ``asyncio.sleep`` under ``ainvoke``, ``time.sleep``
-under ``invoke``); the table says which.
+model is ``loopengt.providers.testing.TestModel(delay=...)`` (``asyncio.sleep`` under
+``ainvoke``, ``time.sleep`` under ``invoke``).
 Targets: wall time loopengt / hand-written <= 1.3x, and loopengt's RSS growth over the
 runs <= 50 MB.
 
@@ -35,8 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import importlib
-import importlib.util
 import json
 import os
 import statistics
@@ -51,8 +48,8 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.outputs import ChatResult
 from langgraph.graph import END, START, StateGraph
 
 WALL_TARGET = 1.3  # loopengt wall time / hand-written wall time
@@ -61,19 +58,6 @@ QUICK_RUNS, QUICK_REPEATS = 20, 1
 SIDES = ("loopengt", "hand-written")
 GOAL = "Benchmark concurrent runs."
 INSTRUCTIONS = "You work."
-# the team's shipped test model, once it lands; until then SleepModel below
-
-
-def has_test_model() -> bool:
-    try:
-        return importlib.util.find_spec("loopengt.providers.testing") is not None
-    except Exception:  # loopengt.providers itself failing to import: compiling will say so
-        return False
-
-
-HAS_TEST_MODEL = has_test_model()
-
-
 # -- the model -----------------------------------------------------------------------------
 
 
@@ -124,41 +108,15 @@ class Counting:
             TALLY.leave()
 
 
-class SleepModel(BaseChatModel):
-    """Each call takes ``delay`` seconds: an ``asyncio.sleep`` under ``ainvoke``, a
-    ``time.sleep`` under ``invoke``; the reply is a fixed AIMessage."""
-
-    delay: float = 0.05
-
-    def _generate(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
-    ) -> ChatResult:
-        time.sleep(self.delay)
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(content="ok"))])
-
-    async def _agenerate(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
-    ) -> ChatResult:
-        await asyncio.sleep(self.delay)
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(content="ok"))])
-
-    @property
-    def _llm_type(self) -> str:
-        return "sleep"
-
-
 def model_source() -> str:
-    if HAS_TEST_MODEL:
-        return "loopengt.providers.testing.TestModel"
-    return "SleepModel defined in this script (loopengt.providers.testing is not there yet)"
+    return "loopengt.providers.testing.TestModel"
 
 
 def make_model(delay: float) -> BaseChatModel:
     """The delayed model both sides call, counting its calls in TALLY."""
-    base: type[BaseChatModel] = SleepModel
-    if HAS_TEST_MODEL:
-        base = importlib.import_module("loopengt.providers.testing").TestModel
-    counted = types.new_class(f"Counted{base.__name__}", (Counting, base))
+    from loopengt.providers.testing import TestModel
+
+    counted = types.new_class("CountedTestModel", (Counting, TestModel))
     return counted(delay=delay)  # type: ignore[no-any-return]
 
 
