@@ -85,9 +85,8 @@ class Calls:
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
     def keep(self, reply: Any) -> AIMessage:
-        if not isinstance(reply, AIMessage):  # a model that answers with a string or a chunk
-            reply = AIMessage(content=str(getattr(reply, "content", reply)))
-        message: AIMessage = reply
+        """The reply as an AIMessage (a model may answer with a string or a chunk), kept."""
+        message = reply if isinstance(reply, AIMessage) else AIMessage(content=_content(reply))
         self.replies.append(message)
         return message
 
@@ -101,6 +100,10 @@ class Calls:
         for reply in self.replies:
             total = add_numbers(total, usage_of(reply, self.prices))
         return total
+
+
+def _content(reply: Any) -> str:
+    return str(getattr(reply, "content", reply))
 
 
 def usage_of(message: AIMessage, prices: Mapping[str, tuple[float, float]]) -> Update:

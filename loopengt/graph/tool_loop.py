@@ -52,6 +52,7 @@ def tool_loop(
     off to: the first one called ends the loop with that target (every other call of the
     same reply is answered "Not run.", so a shared history stays a valid conversation).
     """
+    transfers = transfers or {}
     by_name = {t.name: t for t in tools}
     bound: Any = model.bind_tools(tools) if tools else model
     conversation = list(messages)
@@ -62,21 +63,19 @@ def tool_loop(
         conversation.append(reply)
         if not reply.tool_calls:
             return outcome
-        handoff = None
-        if transfers:
-            handoff = next((c for c in reply.tool_calls if c["name"] in transfers), None)
+        handoff = next((c for c in reply.tool_calls if c["name"] in transfers), None)
         for call in reply.tool_calls:
             if handoff is None:
                 content, status = yield ToolUse(by_name.get(call["name"]), call)
             elif call is handoff:
-                content, status = f"Transferred to {transfers[call['name']]}.", "success"  # type: ignore[index]
+                content, status = f"Transferred to {transfers[call['name']]}.", "success"
             else:
                 content, status = "Not run.", "error"
             result = ToolMessage(content, tool_call_id=call["id"] or "", status=status)
             outcome.recorded.append(result)
             conversation.append(result)
         if handoff is not None:
-            outcome.target, outcome.args = transfers[handoff["name"]], dict(handoff["args"])  # type: ignore[index]
+            outcome.target, outcome.args = transfers[handoff["name"]], dict(handoff["args"])
             return outcome
     final = yield calls.model(model, [*conversation, HumanMessage(FINAL_ANSWER)])
     outcome.reply(final)

@@ -85,6 +85,7 @@ async def run_session(
     started = time.monotonic()
     modes = ["updates", *(["messages"] if session.stream_text else [])]
     outcome: tuple[RunStatus | None, str | None] = (None, None)
+    error: Exception | None = None
     try:
         # durability="sync": a step's checkpoint is on disk before the next step starts
         # (LangGraph's default, "async", can lose it to a kill -9 and repeat the step)
@@ -98,7 +99,7 @@ async def run_session(
     except Exception as exc:
         from loopengt.providers.errors import explain_model_error
 
-        outcome = (RunStatus.FAILED, f"error: {explain_model_error(exc, config)}")
+        outcome, error = (RunStatus.FAILED, f"error: {explain_model_error(exc, config)}"), exc
     finally:
         from loopengt.tools.mcp_client import close_all
 
@@ -109,7 +110,7 @@ async def run_session(
             f"run {record.run_id} interrupted; continue it with `loopengt resume {record.run_id}`"
         )
     if outcome[0] == RunStatus.FAILED:
-        raise LoopengtError(f"run {record.run_id} failed: {outcome[1]}")
+        raise LoopengtError(f"run {record.run_id} failed: {outcome[1]}") from error
     return result
 
 

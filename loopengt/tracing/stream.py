@@ -18,6 +18,7 @@ attempt of that task is a retry.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -151,7 +152,9 @@ class RunEvents(BaseCallbackHandler):
             for sink in self._sinks:
                 try:
                     sink(event)
-                except Exception:  # a subscriber's bug must not fail the run
+                except Exception:  # a subscriber's bug must not fail the run...
+                    if os.environ.get("LOOPENGT_DEBUG") == "1":
+                        raise  # ...but `--debug` shows it
                     log.exception("loopengt event subscriber failed on %s", kind)
         return event
 

@@ -310,3 +310,24 @@ def test_long_prompts_and_responses_are_truncated(tmp_path: Path) -> None:
     assert first["response"] == "x" * 100 + "… [400 more chars]"
     second = kinds(lines_of(tmp_path), "model_call")[1]
     assert all(len(m["content"]) <= 130 for m in second["messages"])
+
+
+def test_a_failing_subscriber_never_fails_the_run_unless_debugging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopengt.tracing import EventKind
+
+    def broken(event: object) -> None:
+        raise RuntimeError("display bug")
+
+    monkeypatch.delenv("LOOPENGT_DEBUG", raising=False)
+    events = RunEvents("sub")
+    seen: list[str] = []
+    events.subscribe(broken)
+    events.subscribe(lambda e: seen.append(e.kind))
+    events.publish(EventKind.RUN_START)
+    assert seen == ["run_start"]  # the next subscriber still gets it
+
+    monkeypatch.setenv("LOOPENGT_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="display bug"):
+        events.publish(EventKind.RUN_END)
