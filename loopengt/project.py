@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,8 +32,17 @@ class InitReport:
     kept: list[Path] = field(default_factory=list)
 
 
+def builtin_templates_dir() -> Path:
+    """The built-in templates: inside the wheel (``loopengt/_templates``), else the
+    repository's ``templates/`` (an editable install)."""
+    package = Path(__file__).resolve().parent
+    shipped = package / "_templates"
+    return shipped if shipped.is_dir() else package.parent / "templates"
+
+
 def init_project(root: Path | str = ".") -> InitReport:
-    """Create `.loopengt/config.toml`, `prompts/` and `templates/`; never overwrite."""
+    """Create `.loopengt/config.toml`, `prompts/` and `templates/` (with a copy of each
+    built-in template, to change or shadow); never overwrite."""
     state = Path(root) / STATE_DIR
     report = InitReport()
     for folder in (state, state / "prompts", state / "templates"):
@@ -45,4 +55,15 @@ def init_project(root: Path | str = ".") -> InitReport:
         report.created.append(config)
     except FileExistsError:
         report.kept.append(config)
+    _copy_templates(state / "templates", report)
     return report
+
+
+def _copy_templates(target: Path, report: InitReport) -> None:
+    for source in sorted(builtin_templates_dir().glob("*/loop.yaml")):
+        folder = target / source.parent.name
+        if folder.exists():  # a project template is the user's: never touched
+            report.kept.append(folder)
+            continue
+        shutil.copytree(source.parent, folder)
+        report.created.append(folder)
