@@ -121,6 +121,22 @@ def test_response_format_variants() -> None:
     assert converted is not None and converted["schema"]["properties"]["reason"]["maxLength"]
 
 
+def test_pydantic_any_fields_still_make_a_grammar() -> None:
+    # pydantic writes {"default": null, "title": "Default"} for an `Any` field (the LoopSpec's
+    # input defaults); llama.cpp's converter refused it, so `design` on the local model
+    # decoded with no grammar at all and wrote until max_tokens
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    from loopengt.design.architect import design_schema
+
+    converted = llama_response_format(
+        {"type": "json_schema", "json_schema": {"name": "d", "schema": design_schema()}}, 2048
+    )
+    assert converted is not None
+    assert converted["schema"]["$defs"]["InputSpec"]["properties"]["default"] == {}
+    LlamaGrammar.from_json_schema(json.dumps(converted["schema"]), verbose=False)
+
+
 # -- messages, names, errors -------------------------------------------------------------
 
 

@@ -31,6 +31,9 @@ from loopengt.spec.schema import loopspec_json_schema
 DEFAULT_ATTEMPTS = 3
 MAX_ATTEMPTS = 10
 DESIGN_TEMPERATURE = 0.2
+DESIGN_MAX_TOKENS = 2048
+"""A design is a whole spec: more than a step's reply, but bounded (a weak model under a
+JSON grammar can otherwise write until the context is full)."""
 PATTERNS: tuple[str, ...] = PatternName.__args__  # type: ignore[attr-defined]
 
 Progress = Callable[[str], None]
@@ -153,9 +156,10 @@ async def _ask(
     from loopengt.providers.registry import resolve_model
 
     chat = resolve_model(model_name, temperature=DESIGN_TEMPERATURE, config=config)
-    bound: Any = chat
+    options: dict[str, Any] = {"max_tokens": DESIGN_MAX_TOKENS}
     if supports_json_schema(chat):
-        bound = chat.bind(response_format=response_format(design_schema(), "loop_design"))
+        options["response_format"] = response_format(design_schema(), "loop_design")
+    bound = chat.bind(**options)
     ask = f"Design a loop for this goal:\n{goal}"
     if pattern:
         ask += f"\nUse the pattern `{pattern}`."

@@ -196,11 +196,20 @@ def string_budget(schema: dict[str, Any], max_tokens: int) -> int:
     return max(1, min(DEFAULT_MAX_LENGTH, (max_tokens - skeleton) // max(1, strings)))
 
 
+_ANNOTATIONS = ("title", "description", "default", "examples")
+
+
 def bound_strings(schema: dict[str, Any], limit: int) -> dict[str, Any]:
     """A copy of ``schema`` in which every free-text string has ``maxLength <= limit``
-    (llama.cpp's JSON-schema grammar honours maxLength, so the text cannot run past it)."""
+    (llama.cpp's JSON-schema grammar honours maxLength, so the text cannot run past it).
+
+    A subschema of annotations only (pydantic writes ``{"default": null, "title": "Default"}``
+    for an ``Any`` field) becomes ``{}``, any value: llama.cpp's grammar converter refuses it.
+    """
     bounded: dict[str, Any] = copy.deepcopy(schema)
     for node in _schemas(bounded):
+        if node and set(node) <= set(_ANNOTATIONS):
+            node.clear()
         if _is_free_string(node):
             node["maxLength"] = min(int(node.get("maxLength", limit)), limit)
     return bounded
