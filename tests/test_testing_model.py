@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from loopengt.compilers.evaluator_optimizer import VERDICT_SCHEMA
 from loopengt.compilers.supervisor_worker import routing_schema
 from loopengt.errors import UserInputError
-from loopengt.graph.gates import JUDGE_SCHEMA
+from loopengt.evals.judge import BINARY_SCHEMA as JUDGE_SCHEMA
 from loopengt.providers.testing import (
     ScriptedModel,
     ScriptExhaustedError,
@@ -86,7 +86,7 @@ def test_response_format_gets_json_valid_against_its_schema() -> None:
     reply = TestModel().bind(response_format=FORMAT).invoke("Judge this.")
     value = json.loads(reply.text)
     jsonschema.validate(value, JUDGE_SCHEMA)
-    assert value == {"pass": True, "reason": "test reason"}
+    assert value == {"reasoning": "test reasoning", "score": True}
 
 
 def test_fixed_structured_value() -> None:

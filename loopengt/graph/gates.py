@@ -11,23 +11,14 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langgraph.graph import END
 
 from loopengt.errors import UserInputError
+from loopengt.evals.judge import judge as judge_work
 from loopengt.graph.calls import Calls, Work
-from loopengt.graph.structured import check, structured_call
+from loopengt.graph.structured import check
 from loopengt.serialization import as_text
 from loopengt.spec.models import GateSpec
-
-JUDGE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "pass": {"type": "boolean"},
-        "reason": {"type": "string", "maxLength": 400},
-    },
-    "required": ["pass", "reason"],
-}
 
 Verifier = Callable[..., Any]
 
@@ -73,7 +64,13 @@ def run_verifier(verifier: Verifier, output: Any, step: str) -> GateResult:
 
 
 def evaluate_gate(
-    gate: GateSpec, output: Any, *, step: str, judge: BaseChatModel, calls: Calls
+    gate: GateSpec,
+    output: Any,
+    *,
+    step: str,
+    judge: BaseChatModel,
+    calls: Calls,
+    goal: str | None = None,
 ) -> Work[GateResult]:
     """Whether ``output`` passes ``gate``; a generator, since an `llm_judge` gate calls
     ``judge`` through the turn's ``calls``."""
@@ -92,14 +89,16 @@ def evaluate_gate(
             return GateResult(False, f"output fails the JSON Schema: {exc}")
         return GateResult(True, "")
     if gate.kind == "llm_judge":
-        messages: list[BaseMessage] = [
-            SystemMessage("You are a strict reviewer. Judge only against the criteria."),
-            HumanMessage(f"Criteria: {gate.criteria}\n\nOutput of step {step!r}:\n{text}"),
-        ]
-        verdict = yield from structured_call(
-            calls, judge, messages, JUDGE_SCHEMA, what=f"{step} gate"
+        assert gate.criteria is not None
+        verdict = yield from judge_work(
+            calls,
+            judge,
+            key=f"{step} gate",
+            criterion=gate.criteria,
+            inputs={"step": step, "goal": goal} if goal else {"step": step},
+            outputs=text,
         )
-        return GateResult(bool(verdict["pass"]), str(verdict.get("reason", "")))
+        return GateResult(verdict.passed, verdict.comment)
     assert gate.verifier is not None
     return run_verifier(load_verifier(gate.verifier), output, step)
 

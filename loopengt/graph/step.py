@@ -155,6 +155,7 @@ class StepTurn(AgentTurn):
                 step=self.step.name,
                 judge=self.ctx.model_for(judge_agent),
                 calls=calls,
+                goal=self.ctx.spec.goal,
             )
         except Exception as exc:  # an llm_judge's model call fails like the step's own
             what = f"gate on step {self.step.name!r}"

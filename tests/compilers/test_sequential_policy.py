@@ -223,7 +223,8 @@ def test_llm_judge_gate_uses_the_judge_agent() -> None:
     gate = "{kind: llm_judge, criteria: Mentions owls., judge: judge}"
     writer = fake("about cats", "about owls", "b", "c")
     judge = fake(
-        '{"pass": false, "reason": "no owls mentioned"}', '{"pass": true, "reason": "has owls"}'
+        '{"reasoning": "no owls mentioned", "score": false}',
+        '{"reasoning": "has owls", "score": true}',
     )
     graph = compile_spec(spec_of(gated(gate)), models={"w": writer, "judge": judge})
 
@@ -232,7 +233,7 @@ def test_llm_judge_gate_uses_the_judge_agent() -> None:
     assert state["status"] == "completed"
     assert state["outputs"]["a"] == "about owls"
     assert judge.calls == 2
-    assert "Criteria: Mentions owls." in str(judge.received[0][1].content)
+    assert "Criterion: Mentions owls." in str(judge.received[0][1].content)
     assert "about cats" in str(judge.received[0][1].content)
     assert "rejected: no owls mentioned" in writer.prompts()[1]
     assert [g["reason"] for g in state["gates"]] == ["no owls mentioned", "has owls"]
@@ -242,7 +243,7 @@ def test_llm_judge_gate_uses_the_judge_agent() -> None:
 def test_llm_judge_model_failure_fails_the_run_cleanly() -> None:
     gate = "{kind: llm_judge, criteria: Mentions owls., judge: judge}"
     writer = fake("about owls", "b", "c")
-    judge = fake('{"pass": true}')
+    judge = fake('{"reasoning": "fine", "score": true}')
     judge.raises = [ValueError("judge exploded")]
     graph = compile_spec(spec_of(gated(gate)), models={"w": writer, "judge": judge})
 
