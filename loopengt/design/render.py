@@ -37,6 +37,7 @@ ORDER = (
     "graph",
     "policy",
     "rubric",
+    "evals",
     "metadata",
 )
 ALWAYS = ("name", "goal", "pattern")  # written even when they hold the default
@@ -57,6 +58,7 @@ SECTION_COMMENTS = {
     "graph": "Custom graph: the entry step and the edges between steps.",
     "policy": "Policy: the limits the loop runs within, enforced inside the graph.",
     "rubric": "Rubric: what a good run achieves (read by evals and judges).",
+    "evals": "Evals: how `loopengt eval` judges runs of this loop.",
     "metadata": "Metadata: free-form; 'purpose' and 'keywords' describe a template.",
 }
 

@@ -51,6 +51,16 @@ CREATE TABLE IF NOT EXISTS loopengt_runs (
 )
 """
 
+# eval results, kept with the run (`loopengt eval`); the latest per run is what `runs` shows
+CREATE_EVALS = """
+CREATE TABLE IF NOT EXISTS loopengt_evals (
+    run_id TEXT PRIMARY KEY,
+    score DOUBLE PRECISION,
+    result TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL
+)
+"""
+
 
 @dataclass
 class RunRecord:
@@ -91,6 +101,7 @@ class RunIndex:
         # the checkpointer's lock: it shares this connection from LangGraph's worker threads
         self.lock = lock or threading.Lock()
         self._write(CREATE)
+        self._write(CREATE_EVALS)
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.postgres else sql
@@ -148,6 +159,29 @@ class RunIndex:
         tail = f" LIMIT {int(limit)}" if limit else ""
         return self._select(f"{where} ORDER BY started_at DESC{tail}", params)
 
+    def save_eval(self, run_id: str, score: float | None, result: dict[str, Any]) -> None:
+        """Keep ``result`` as the run's eval, replacing an earlier one."""
+        values = (run_id, score, json.dumps(result, default=str), time.time())
+        self._write(
+            "INSERT INTO loopengt_evals (run_id, score, result, created_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (run_id) DO UPDATE SET score = excluded.score,"
+            " result = excluded.result, created_at = excluded.created_at",
+            values,
+        )
+
+    def evals(self, run_ids: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """The stored eval of each run (of ``run_ids``, or all) that has one."""
+        sql = "SELECT run_id, result FROM loopengt_evals"
+        params: tuple[Any, ...] = ()
+        if run_ids is not None:
+            if not run_ids:
+                return {}
+            sql += f" WHERE run_id IN ({', '.join('?' for _ in run_ids)})"
+            params = tuple(run_ids)
+        with self.lock:
+            rows = self.conn.execute(self._sql(sql), params).fetchall()
+        return {_row(r)[0]: json.loads(_row(r)[1]) for r in rows}
+
     def _select(self, clause: str, params: tuple[Any, ...]) -> list[RunRecord]:
         sql = self._sql(f"SELECT {', '.join(COLUMNS)} FROM loopengt_runs {clause}")
         with self.lock:
@@ -157,6 +191,10 @@ class RunIndex:
 
 def _db_value(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, dict) else value
+
+
+def _row(row: Any) -> tuple[Any, ...]:
+    return tuple(row.values()) if isinstance(row, dict) else tuple(row)
 
 
 def _record(row: Any) -> RunRecord:

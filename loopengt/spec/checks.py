@@ -89,6 +89,9 @@ class _Checker(PatternChecks):
         defaults = self.data.get("defaults")
         if isinstance(defaults, dict):
             self._model(("defaults", "model"), defaults.get("model"))
+        evals = self.data.get("evals")
+        if isinstance(evals, dict):
+            self._model(("evals", "judge_model"), evals.get("judge_model"))
 
     def _model(self, path: Path, model: Any) -> None:
         if not isinstance(model, str) or model in WITHOUT_MODEL:

@@ -304,6 +304,18 @@ class DefaultsSpec(StrictModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
 
 
+class EvalsSpec(StrictModel):
+    """How `loopengt eval` scores runs of this loop."""
+
+    rubric: list[str] = Field(
+        default_factory=list,
+        description="Criteria the judge scores 0 to 1, besides the goal (default: 'rubric').",
+    )
+    judge_model: str | None = Field(
+        default=None, description="'provider:model' of the judge (default: the configured)."
+    )
+
+
 class LoopSpec(StrictModel):
     version: str = "1.0"
     name: str = Field(min_length=1)
@@ -322,6 +334,7 @@ class LoopSpec(StrictModel):
     handoff: HandoffSpec | None = None
     graph: CustomGraphSpec | None = None
     rubric: list[str] = Field(default_factory=list, description="What a good run achieves.")
+    evals: EvalsSpec | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
