@@ -42,7 +42,18 @@ def runs(
         console.print("no runs yet: start one with `loopengt run FILE`", markup=False)
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("run id", "spec", "status", "steps", "tokens", "cost", "started", "duration"):
+    columns = (
+        "run id",
+        "spec",
+        "status",
+        "steps",
+        "tokens",
+        "cost",
+        "score",
+        "started",
+        "duration",
+    )
+    for column in columns:
         table.add_column(column, no_wrap=column in ("run id", "status", "started"))
     for r in records:
         table.add_row(
@@ -52,6 +63,7 @@ def runs(
             str(r.steps_done),
             str(r.tokens),
             f"${r.cost_usd:.4f}",
+            "-" if r.score is None else f"{r.score:.2f}",
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at)),
             "-" if r.duration_s is None else f"{r.duration_s:.1f}s",
         )
@@ -83,6 +95,8 @@ def show(
     )
     if record.trace_path:
         console.print(f"trace: {record.trace_path}", markup=False)
+    if record.score is not None:
+        console.print(f"eval score: {record.score:.2f} (`loopengt eval {record.run_id}`)")
 
 
 def _plain_state(values: dict[str, Any]) -> dict[str, Any]:

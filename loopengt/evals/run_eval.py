@@ -151,7 +151,7 @@ async def aeval_run(
 
     config = config or Config.load(root)
     async with aopen_storage(checkpointer, config) as storage:
-        record = storage.index.get(run_id)
+        record = await storage.index.aget(run_id)
         if record is None:
             raise UserInputError(f"no run {run_id!r} in {storage.url} (see `loopengt runs`)")
         spec = load_spec_text(record.spec_text, filename=record.spec_path)
@@ -169,7 +169,7 @@ async def aeval_run(
                 )
             except Exception as exc:  # a judge failure is a result, not a crash
                 result.judge_error = judge_failure(exc, config)
-        storage.index.save_eval(run_id, result.score, result.as_dict())
+        await storage.index.asave_eval(run_id, result.score, result.as_dict())
     return result
 
 

@@ -158,7 +158,7 @@ async def arun_dataset(
     results = list(await asyncio.gather(*(one(case) for case in dataset.cases)))
     report = Report(str(spec_file), str(dataset_path), results, judge_name)
     report.wall_s = time.perf_counter() - started
-    _keep_scores(report, config)
+    await _keep_scores(report, config)
     return report
 
 
@@ -264,11 +264,11 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:24] or "run"
 
 
-def _keep_scores(report: Report, config: Config) -> None:
+async def _keep_scores(report: Report, config: Config) -> None:
     """Each case's result is kept with its run, so `runs` shows the score."""
-    from loopengt.runs.storage import open_storage
+    from loopengt.runs.storage import aopen_storage
 
-    with open_storage(None, config=config) as storage:
+    async with aopen_storage(None, config) as storage:
         for case in report.cases:
             if case.run_id and case.error is None:
-                storage.index.save_eval(case.run_id, case.score, case.as_dict())
+                await storage.index.asave_eval(case.run_id, case.score, case.as_dict())

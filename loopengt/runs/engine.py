@@ -99,7 +99,7 @@ async def astart_run(
         )
     async with aopen_storage(options.checkpointer, config) as storage:
         graph = _compile(spec, storage, options, config)  # bad models fail before indexing
-        if storage.index.get(run_id) is not None:
+        if await storage.index.aget(run_id) is not None:
             raise UserInputError(f"run {run_id!r} already exists; resume it or pick another id")
         record = RunRecord(
             run_id=run_id,
@@ -112,7 +112,7 @@ async def astart_run(
             # the checkpointer URL may hold a password and is given again on resume
             options={**vars(options), "checkpointer": None, "inputs": run_input},
         )
-        storage.index.insert(record)
+        await storage.index.ainsert(record)
         session = Session(graph, spec, storage, record, config, on_event, stream_text)
         return await run_session(session, {"input": run_input})
 
@@ -149,7 +149,7 @@ async def aresume_run(
             # the failed attempt reached the end of the graph; go back to the checkpoint
             # before the failing step and run it again from there
             run_config = await _before_failure(graph, run_config) or run_config
-        _mark_running(storage, record, seen)
+        await _mark_running(storage, record, seen)
         session = Session(graph, spec, storage, record, config, on_event, stream_text)
         return await run_session(session, None, run_config)
 
@@ -180,7 +180,7 @@ async def aanswer_approval(
         state = await graph.aget_state(thread_config(run_id))
         pending = getattr(state, "interrupts", ()) or ()
         resume = {pending[0].id: value} if pending else value
-        _mark_running(storage, record, {"status": record.status, "pid": record.pid})
+        await _mark_running(storage, record, {"status": record.status, "pid": record.pid})
         answer: Command[Any] = Command(resume=resume)
         session = Session(graph, spec, storage, record, config, on_event, stream_text)
         return await run_session(session, answer)
@@ -270,7 +270,7 @@ async def _existing(
     run_id: str, checkpointer: str | None, config: Config, *, check_models: bool = True
 ) -> AsyncIterator[tuple[Storage, RunRecord, LoopSpec, Any]]:
     async with aopen_storage(checkpointer, config) as storage:
-        record = storage.index.get(run_id)
+        record = await storage.index.aget(run_id)
         if record is None:
             raise UserInputError(f"no run {run_id!r} in {storage.url} (see `loopengt runs`)")
         # the spec as it was when the run started: the file may have changed since
@@ -288,9 +288,9 @@ async def _before_failure(graph: Any, config: dict[str, Any]) -> dict[str, Any] 
     return None
 
 
-def _mark_running(storage: Storage, record: RunRecord, seen: dict[str, Any]) -> None:
+async def _mark_running(storage: Storage, record: RunRecord, seen: dict[str, Any]) -> None:
     """Take the run over; refused when another process took it since we read its row."""
-    claimed = storage.index.claim(
+    claimed = await storage.index.aclaim(
         record.run_id,
         seen,
         status=RunStatus.RUNNING.value,

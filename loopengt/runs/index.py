@@ -7,6 +7,8 @@ many `loopengt run` processes can share one SQLite file.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import threading
 import time
@@ -79,6 +81,8 @@ class RunRecord:
     pid: int = 0
     trace_path: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    score: float | None = None
+    """The judge's score from the run's latest eval (not a column: read from its evals)."""
 
     @property
     def duration_s(self) -> float | None:
@@ -151,7 +155,7 @@ class RunIndex:
         return self._write(sql, values) == 1
 
     def get(self, run_id: str) -> RunRecord | None:
-        rows = self._select("WHERE run_id = ?", (run_id,))
+        rows = self._select("WHERE r.run_id = ?", (run_id,))
         return rows[0] if rows else None
 
     def runs(self, status: str | None = None, limit: int | None = None) -> list[RunRecord]:
@@ -182,8 +186,31 @@ class RunIndex:
             rows = self.conn.execute(self._sql(sql), params).fetchall()
         return {_row(r)[0]: json.loads(_row(r)[1]) for r in rows}
 
+    # Async callers (the run engine, evals, the MCP server) use these: each runs its SQL in a
+    # worker thread, so waiting for SQLite's write lock never blocks the event loop, where
+    # another run's async checkpointer may hold that lock between two awaits.
+
+    async def aget(self, run_id: str) -> RunRecord | None:
+        return await asyncio.to_thread(self.get, run_id)
+
+    async def ainsert(self, record: RunRecord) -> None:
+        await asyncio.to_thread(self.insert, record)
+
+    async def aupdate(self, run_id: str, **fields: Any) -> None:
+        await asyncio.to_thread(functools.partial(self.update, run_id, **fields))
+
+    async def aclaim(self, run_id: str, seen: dict[str, Any], **fields: Any) -> bool:
+        return await asyncio.to_thread(functools.partial(self.claim, run_id, seen, **fields))
+
+    async def asave_eval(self, run_id: str, score: float | None, result: dict[str, Any]) -> None:
+        await asyncio.to_thread(self.save_eval, run_id, score, result)
+
     def _select(self, clause: str, params: tuple[Any, ...]) -> list[RunRecord]:
-        sql = self._sql(f"SELECT {', '.join(COLUMNS)} FROM loopengt_runs {clause}")
+        columns = ", ".join(f"r.{c}" for c in COLUMNS)
+        sql = self._sql(
+            f"SELECT {columns}, e.score FROM loopengt_runs r"
+            f" LEFT JOIN loopengt_evals e ON e.run_id = r.run_id {clause}"
+        )
         with self.lock:
             rows = self.conn.execute(sql, params).fetchall()
         return [_record(row) for row in rows]
@@ -198,6 +225,7 @@ def _row(row: Any) -> tuple[Any, ...]:
 
 
 def _record(row: Any) -> RunRecord:
-    values = dict(row) if isinstance(row, dict) else dict(zip(COLUMNS, row, strict=True))
+    names = (*COLUMNS, "score")
+    values = dict(row) if isinstance(row, dict) else dict(zip(names, row, strict=True))
     values["options"] = json.loads(values.get("options") or "{}")
     return RunRecord(**values)

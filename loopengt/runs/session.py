@@ -146,7 +146,7 @@ async def _finish(
         outputs=outputs,
     )
     trace_path = recorder.finish(status=status, stop_reason=reason, usage=usage)
-    session.storage.index.update(
+    await session.storage.index.aupdate(
         record.run_id,
         status=status.value,
         stop_reason=reason,

@@ -8,11 +8,12 @@ that reaches the server can resume any run.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,14 +62,15 @@ def open_storage(
 async def aopen_storage(explicit: str | None, config: Config) -> AsyncIterator[Storage]:
     """The same storage with an async checkpointer, for runs driven by `astream`: a sync
     checkpointer under the async API would block the event loop on every checkpoint. The
-    run index keeps its own short synchronous transactions."""
+    run index keeps its own short synchronous transactions; async callers make them in a
+    worker thread (`RunIndex.aget` and the other `a...` methods)."""
     url = storage_url(explicit, config)
     if _is_postgres(url):
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
         from psycopg import AsyncConnection
         from psycopg.rows import dict_row
 
-        with _postgres(url) as storage:  # creates the schema under its lock
+        async with _in_thread(_postgres(url)) as storage:  # the schema, under its lock
             pg = await AsyncConnection.connect(
                 url, autocommit=True, prepare_threshold=0, row_factory=dict_row
             )
@@ -78,9 +80,24 @@ async def aopen_storage(explicit: str | None, config: Config) -> AsyncIterator[S
     import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    with _sqlite(Path(url)) as storage:  # creates the file, WAL and the tables
-        async with aiosqlite.connect(url, timeout=BUSY_TIMEOUT_SECONDS) as lite:
-            yield Storage(AsyncSqliteSaver(lite), storage.index, storage.url)
+    async with (
+        _in_thread(_sqlite(Path(url))) as storage,  # the file, WAL and the tables
+        aiosqlite.connect(url, timeout=BUSY_TIMEOUT_SECONDS) as lite,
+    ):
+        yield Storage(AsyncSqliteSaver(lite), storage.index, storage.url)
+
+
+@asynccontextmanager
+async def _in_thread(opened: AbstractContextManager[Storage]) -> AsyncIterator[Storage]:
+    """Enter and leave a synchronous storage in a worker thread. Its SQL may wait for the
+    database's write lock, and under an event loop the lock may be held by another run's
+    async checkpointer between two awaits: waiting on the loop's own thread would stop that
+    run from ever committing (a deadlock until the busy timeout)."""
+    storage = await asyncio.to_thread(opened.__enter__)
+    try:
+        yield storage
+    finally:
+        await asyncio.to_thread(opened.__exit__, None, None, None)
 
 
 def _shown(path: Path) -> str:

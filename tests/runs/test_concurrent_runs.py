@@ -60,3 +60,29 @@ def test_twenty_runs_at_once_share_one_database(
             "greet": f"echo: hello {i}",
             "confirm": f"echo: confirm echo: hello {i}",
         }
+
+
+def test_many_runs_on_one_event_loop_share_one_database(tmp_path: Path) -> None:
+    """What the MCP server and dataset evals do: `astart_run` many times on one loop. The
+    run index's SQL waited for SQLite's write lock on the loop's own thread while another
+    run's async checkpointer held it between two awaits: a deadlock until the busy timeout."""
+    import asyncio
+
+    from loopengt.runs.engine import RunOptions, astart_run, list_runs
+
+    spec = write_spec(tmp_path, "many.yaml", TWO_STEPS)
+    options = RunOptions(model="test:delay=0.01")
+
+    async def all_runs() -> list[str]:
+        runs = [
+            astart_run(
+                tmp_path / spec, inputs={"n": i}, run_id=f"a{i:02d}", options=options, root=tmp_path
+            )
+            for i in range(RUNS)
+        ]
+        results = await asyncio.wait_for(asyncio.gather(*runs), timeout=60)
+        return [r.status for r in results]
+
+    assert asyncio.run(all_runs()) == ["completed"] * RUNS
+    records = list_runs(root=tmp_path)
+    assert len(records) == RUNS and {r.steps_done for r in records} == {2}
