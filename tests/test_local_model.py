@@ -412,3 +412,11 @@ steps:
     )
     with pytest.raises(UserInputError, match=r"agent 'calc' has tools, but the local model"):
         compile_spec(spec)
+
+
+def test_json_with_raw_newlines_in_strings_is_parsed() -> None:
+    # llama.cpp's JSON grammar allows a literal newline inside a string; strict JSON refuses
+    # it, which failed a fan-out step on the local model with "Invalid control character"
+    from loopengt.graph.structured import parse_json
+
+    assert parse_json('{"a": "x\ny", "b": "tab\there"}') == {"a": "x\ny", "b": "tab\there"}

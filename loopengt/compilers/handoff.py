@@ -9,7 +9,8 @@ conversations, unless ``handoff.share_history`` is true.
 
 from __future__ import annotations
 
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.graph import END, START
 from langgraph.types import Command
@@ -20,6 +21,7 @@ from loopengt.graph.context import CompileContext
 from loopengt.graph.policy import stop, stop_condition
 from loopengt.graph.prompts import context_parts, describe_agent
 from loopengt.graph.state import Graph, LoopState, Update
+from loopengt.graph.structured import structured_call
 from loopengt.graph.tool_loop import Outcome, tool_loop
 from loopengt.graph.turn import AgentTurn, Result
 from loopengt.graph.wiring import add_turn
@@ -29,6 +31,7 @@ from loopengt.status import RunStatus
 from loopengt.templating import placeholders, render
 
 TRANSFER_PREFIX = "transfer_to_"
+NO_HANDOFF = "none"
 
 
 class TransferArgs(BaseModel):
@@ -90,14 +93,19 @@ class HandoffTurn(AgentTurn):
             parts.append(f"Task handed off to you:\n{task}")
         return "\n\n".join(parts)
 
-    def system(self) -> str:
+    def system(self, by_tool: bool = True) -> str:
         text = describe_agent(self.agent)
         if self.targets:
             names = "\n".join(f"- {t.name}: {t.description or t.name}" for t in self.targets)
+            how = (
+                "call its transfer tool with a task and the context it needs"
+                if by_tool
+                else f"set 'handoff' to its name (else '{NO_HANDOFF}'), with a 'task' and the "
+                "'context' it needs"
+            )
             text += (
                 "\n\nYou can hand off to another agent when it is better suited for what "
-                "remains: call its transfer tool with a task and the context it needs "
-                f"(it sees nothing else). The agents:\n{names}\n"
+                f"remains: {how} (it sees nothing else). The agents:\n{names}\n"
                 "Otherwise, answer directly; your answer ends the run."
             )
         return text
@@ -105,16 +113,46 @@ class HandoffTurn(AgentTurn):
     def work(self, state: LoopState, calls: Calls) -> Work[tuple[HumanMessage, Outcome]]:
         history = list(state.get("messages") or []) if self.share_history else []
         prompt = HumanMessage(self.prompt(state))
-        conversation: list[BaseMessage] = [SystemMessage(self.system()), *history, prompt]
+        model = self.ctx.model_for(self.agent)
+        # a model that cannot call tools (the embedded one) hands off in structured output;
+        # agents with tools of their own were refused such a model at compile time
+        by_tool = getattr(model, "tool_calling", True) is not False or not self.targets
+        conversation: list[BaseMessage] = [SystemMessage(self.system(by_tool)), *history, prompt]
+        if not by_tool:
+            outcome = yield from self.structured_handoff(calls, model, conversation)
+            return prompt, outcome
         outcome = yield from tool_loop(
             calls,
-            self.ctx.model_for(self.agent),
+            model,
             conversation,
             [*self.ctx.tools_for(self.agent), *self.transfer_tools],
             self.agent.max_tool_calls,
             self.transfers,
         )
         return prompt, outcome
+
+    def structured_handoff(
+        self, calls: Calls, model: BaseChatModel, conversation: list[BaseMessage]
+    ) -> Work[Outcome]:
+        schema = {
+            "type": "object",
+            "properties": {
+                "answer": {"type": "string"},
+                "handoff": {"enum": [NO_HANDOFF, *(t.name for t in self.targets)]},
+                "task": {"type": "string"},
+                "context": {"type": "string"},
+            },
+            "required": ["answer", "handoff"],
+        }
+        value = yield from structured_call(
+            calls, model, conversation, schema, what=f"agent {self.agent.name!r} handoff"
+        )
+        outcome = Outcome()
+        outcome.reply(AIMessage(str(value.get("answer") or "")))
+        if value["handoff"] != NO_HANDOFF:
+            outcome.target = str(value["handoff"])
+            outcome.args = {k: value.get(k) or "" for k in ("task", "context")}
+        return outcome
 
     def done(
         self, state: LoopState, update: Update, outcome: tuple[HumanMessage, Outcome], calls: Calls

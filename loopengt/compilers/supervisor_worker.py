@@ -41,15 +41,22 @@ SUPERVISOR_RULES = (
 )
 
 
-def routing_schema(workers: tuple[str, ...]) -> dict[str, Any]:
+def routing_schema(workers: tuple[str, ...], heard: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The supervisor's answer. The choices are listed as the team's state suggests: workers
+    not heard from yet, then FINISH, then those who already reported — the order a model
+    reads them in, and the order the shipped test model (which takes the first) works in."""
     return {
         "type": "object",
         "properties": {
-            "next": {"enum": [*workers, FINISH]},
+            "next": {"enum": routing_choices(workers, heard)},
             "task": {"type": "string", "maxLength": TASK_MAX_LENGTH},
         },
         "required": ["next"],
     }
+
+
+def routing_choices(workers: tuple[str, ...], heard: tuple[str, ...]) -> list[str]:
+    return [w for w in workers if w not in heard] + [FINISH] + [w for w in workers if w in heard]
 
 
 def worker_step(ctx: CompileContext, worker: str) -> StepSpec:
@@ -68,7 +75,6 @@ class SupervisorTurn(AgentTurn):
         timeout = ctx.spec.policy.step_timeout_seconds
         super().__init__(ctx, agent, agent.name, what=f"supervisor {agent.name!r}", timeout=timeout)
         self.workers = workers  # worker agent -> the step it runs
-        self.schema = routing_schema(tuple(workers))
         block = ctx.spec.supervisor
         self.max_decisions = block.max_turns if block else None
 
@@ -101,18 +107,22 @@ class SupervisorTurn(AgentTurn):
             if name in steps
         ]
         parts.append("Results so far:\n" + ("\n\n".join(done) if done else "(none yet)"))
-        choices = ", ".join([*self.workers, FINISH])
+        choices = ", ".join(routing_choices(tuple(self.workers), self.heard(state)))
         parts.append(f"Who acts next? Answer with 'next' (one of: {choices}) and a 'task'.")
         system = describe_agent(self.agent) + "\n\n" + SUPERVISOR_RULES
         return [SystemMessage(system), HumanMessage("\n\n".join(parts))]
 
+    def heard(self, state: LoopState) -> tuple[str, ...]:
+        """The workers whose step has an output."""
+        outputs = state.get("outputs") or {}
+        return tuple(w for w, step in self.workers.items() if step.name in outputs)
+
     def work(self, state: LoopState, calls: Calls) -> Work[Any]:
         model = self.ctx.model_for(self.agent)
         messages = self.messages(state)
+        schema = routing_schema(tuple(self.workers), self.heard(state))
         return (
-            yield from structured_call(
-                calls, model, messages, self.schema, what="supervisor routing"
-            )
+            yield from structured_call(calls, model, messages, schema, what="supervisor routing")
         )
 
     def done(self, state: LoopState, update: Update, outcome: Any, calls: Calls) -> Result:

@@ -57,7 +57,8 @@ def parse_json(text: str) -> Any:
     error: json.JSONDecodeError | None = None
     for candidate in candidates:
         try:
-            return json.loads(candidate)
+            # strict=False: llama.cpp's JSON grammar lets raw newlines into strings
+            return json.loads(candidate, strict=False)
         except json.JSONDecodeError as exc:
             error = error or exc
     raise ValueError(f"not JSON: {error.msg if error else 'empty reply'}")

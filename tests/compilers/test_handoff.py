@@ -250,3 +250,31 @@ def test_a_declared_back_edge_is_kept() -> None:
     state = graph.invoke({"input": {}})
     assert state["status"] == "stopped" and state["stop_reason"].startswith("max_turns")
     assert state["visits"] == {"triage": 3, "billing": 2}  # triage <-> billing, as declared
+
+
+def test_a_model_without_tool_calling_hands_off_in_structured_output() -> None:
+    """The embedded model cannot call tools: its agents hand off by naming the target in a
+    structured answer, and the run goes on as with a transfer tool."""
+    from typing import ClassVar
+
+    from loopengt.providers.testing import ScriptedModel
+
+    class NoTools(ScriptedModel):
+        tool_calling: ClassVar[bool] = False
+        json_schema_mode: ClassVar[bool] = True
+
+    plain = DESK.replace("        tools: [add]\n", "")
+    handed = {"answer": "", "handoff": "billing", "task": "Refund order 7", "context": "paid 2x"}
+    triage = NoTools(replies=[json.dumps(handed)])
+    billing = NoTools(replies=[json.dumps({"answer": "Refunded order 7.", "handoff": "none"})])
+    graph = compile_spec(spec_of(plain), models={"triage": triage, "billing": billing})
+
+    state = graph.invoke({"input": {}})
+
+    assert state["status"] == "completed"
+    assert state["outputs"]["billing"] == "Refunded order 7."
+    assert state["outputs"]["triage"] == "(handed off to billing: Refund order 7)"
+    asked = triage.requests[0]
+    assert "set 'handoff' to its name" in str(asked[0].content)
+    assert "Refund order 7" in str(billing.requests[0][1].content)
+    assert "paid 2x" in str(billing.requests[0][1].content)
