@@ -50,7 +50,7 @@ def design_schema() -> dict[str, Any]:
     defs = spec.pop("$defs", {})
     spec = {k: v for k, v in spec.items() if k not in ("$schema", "$id")}
     text = {"type": "string"}
-    return {
+    schema = {
         "type": "object",
         "properties": {
             "task_kind": text,
@@ -62,6 +62,25 @@ def design_schema() -> dict[str, Any]:
         "required": ["task_kind", "pattern_rationale", "spec", "verification", "risks"],
         "$defs": defs,
     }
+    _bound_lists(schema)
+    return schema
+
+
+MAX_ITEMS = 12
+
+
+def _bound_lists(schema: Any) -> None:
+    """Give every list in the schema at most MAX_ITEMS items: a loop needs no more, and a
+    weak model decoding under the schema's grammar otherwise repeats items until it runs
+    out of tokens."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "array":
+            schema.setdefault("maxItems", MAX_ITEMS)
+        for value in schema.values():
+            _bound_lists(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _bound_lists(value)
 
 
 @dataclass(frozen=True)
@@ -136,7 +155,7 @@ async def adesign(
             task_kind=_text(notes.get("task_kind")),
         )
     template = closest_template(goal, templates, pattern)
-    why = f"the model gave no valid spec in {attempts} attempt(s): {reason}"
+    why = f"the model gave no valid spec in {attempts} attempt(s), the last: {_first(reason)}"
     say(f"falling back to the built-in template '{template.name}' ({why})")
     return _fallback(goal, template, calls, why)
 
@@ -182,7 +201,7 @@ async def _ask(
             messages += [
                 AIMessage(raw),
                 HumanMessage(
-                    f"That design is not valid:\n{reason}\n"
+                    f"That design is not valid:\n{_capped(reason)}\n"
                     "Answer again with the whole corrected JSON object."
                 ),
             ]
@@ -292,6 +311,13 @@ def risks_of(spec: LoopSpec) -> list[str]:
 
 def _text(value: Any) -> str:
     return " ".join(str(value).split()) if isinstance(value, str | int | float) else ""
+
+
+def _capped(reason: str, limit: int = 20) -> str:
+    """At most ``limit`` problems for the repair prompt (a weak model can make hundreds)."""
+    lines = reason.splitlines()
+    more = [f"... and {len(lines) - limit} more problems like these"] if len(lines) > limit else []
+    return "\n".join(lines[:limit] + more)
 
 
 def _first(reason: str) -> str:

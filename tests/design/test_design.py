@@ -207,7 +207,7 @@ def test_the_test_model_falls_back_without_a_server(project: Path) -> None:
     # names do not refer to each other, so every round fails validation
     result = design("Triage incoming bug reports", model="test", attempts=2, root=project)
     assert result.attempts == 2 and result.fallback is not None
-    assert "unknown agent" in result.fallback or "steps" in result.fallback
+    assert "invalid name 'test name'" in result.fallback and "more)" in result.fallback
     assert result.template == "handoff-loop"
 
 
