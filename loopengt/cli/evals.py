@@ -97,7 +97,7 @@ def _eval_dataset(dataset: Path, spec: str | None, **options: Any) -> None:
     data = report.as_dict()
     regressions = compare(data, base, options["tolerances"]) if base is not None else None
     path = options["report_path"] or _default_report(report.spec)
-    written = write_report(data, path, regressions)
+    written = write_report(data, path, regressions, base)
     if options["as_json"]:
         payload = {**data, "report": str(written[0])}
         if regressions is not None:

@@ -16,6 +16,7 @@ class TraceFormat(StrEnum):
     json = "json"
     jsonl = "jsonl"
     markdown = "markdown"
+    html = "html"
     otel = "otel"
 
 
@@ -25,8 +26,9 @@ def trace(
         TraceFormat.tree,
         "--format",
         "-f",
-        help="tree (default), or an export: json, jsonl, markdown, otel (OpenTelemetry: "
-        "OTLP when OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT is set, else spans as JSON).",
+        help="tree (default), or an export: json, jsonl, markdown, html (one self-contained "
+        "page: graph, timeline, cost), otel (OpenTelemetry: OTLP when "
+        "OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT is set, else spans as JSON).",
     ),
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Write to FILE instead of stdout.", metavar="FILE"
@@ -53,12 +55,31 @@ def trace(
         return
     else:
         writers = {TraceFormat.json: to_json, TraceFormat.jsonl: to_jsonl}
-        text = writers.get(fmt, to_markdown)(loaded)
+        if fmt is TraceFormat.html:
+            text = _html(run_id, loaded)
+        else:
+            text = writers.get(fmt, to_markdown)(loaded)
         if output is None:
             typer.echo(text, nl=False)
             return
         output.write_text(text, encoding="utf-8")
     err_console.print(f"wrote {output}", style="dim")
+
+
+def _html(run_id: str, loaded: dict[str, object]) -> str:
+    """The page, with the run's graph when the run index still has its spec."""
+    from loopengt.runs.engine import run_record
+    from loopengt.tracing.html import trace_html
+
+    graph = None
+    record = run_record(run_id)
+    if record is not None:
+        from loopengt.compile import compile_spec
+        from loopengt.spec import load_spec_text
+
+        spec = load_spec_text(record.spec_text, filename=record.spec_path)
+        graph = compile_spec(spec, check_models=False).get_graph()
+    return trace_html(loaded, graph)
 
 
 def export_otel(loaded: dict[str, object], output: Path | None) -> None:

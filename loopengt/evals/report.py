@@ -1,4 +1,4 @@
-"""A dataset report on disk: JSON (what `--baseline` reads) and Markdown beside it."""
+"""A dataset report on disk: JSON (what `--baseline` reads), Markdown and HTML beside it."""
 
 from __future__ import annotations
 
@@ -12,17 +12,26 @@ from loopengt.serialization import write_atomically
 
 
 def write_report(
-    report: dict[str, Any], path: Path, regressions: list[Regression] | None = None
+    report: dict[str, Any],
+    path: Path,
+    regressions: list[Regression] | None = None,
+    baseline: dict[str, Any] | None = None,
 ) -> list[Path]:
-    """``path`` (JSON) and the same name with ``.md``; the paths written."""
-    markdown_path = path.with_suffix(".md")
+    """``path`` (JSON) and the same name with ``.md`` and ``.html``; the paths written."""
+    from loopengt.evals.html import report_html
+
+    texts = {
+        path: json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n",
+        path.with_suffix(".md"): to_markdown(report, regressions),
+        path.with_suffix(".html"): report_html(report, baseline, regressions),
+    }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
-        write_atomically(markdown_path, to_markdown(report, regressions))
+        for target, text in texts.items():
+            write_atomically(target, text)
     except OSError as exc:
         raise UserInputError(f"cannot write the report {path}: {exc.strerror or exc}") from None
-    return [path, markdown_path]
+    return list(texts)
 
 
 def to_markdown(report: dict[str, Any], regressions: list[Regression] | None = None) -> str:

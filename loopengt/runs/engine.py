@@ -220,6 +220,18 @@ def get_run(run_id: str, **kwargs: Any) -> tuple[RunRecord, dict[str, Any]]:
     return asyncio.run(aget_run(run_id, **kwargs))
 
 
+def run_record(
+    run_id: str,
+    *,
+    checkpointer: str | None = None,
+    root: Path | str | None = None,
+    config: Config | None = None,
+) -> RunRecord | None:
+    """A run's index row alone (no graph compiled), or None."""
+    with open_storage(checkpointer, config=config or Config.load(root)) as storage:
+        return storage.index.get(run_id)
+
+
 def list_runs(
     *,
     status: str | None = None,

@@ -13,11 +13,11 @@ import html
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from loopengt.status import StepStatus
+from loopengt.status import RunStatus, StepStatus
 from loopengt.tracing.events import MODEL_CALL, Trace
 from loopengt.tracing.views import StepView, fmt_cost, fmt_duration, step_views
 
-COLOURS = {
+COLOURS: dict[str, str] = {
     StepStatus.OK: "#2e7d32",
     StepStatus.FAILED: "#c62828",
     StepStatus.TIMED_OUT: "#ef6c00",
@@ -28,6 +28,15 @@ COLOURS = {
     StepStatus.RUNNING: "#1565c0",
 }
 NOT_RUN = "#eceff1"
+RUN_COLOURS: dict[str, str] = {
+    RunStatus.COMPLETED: COLOURS[StepStatus.OK],
+    RunStatus.FAILED: COLOURS[StepStatus.FAILED],
+    RunStatus.STOPPED: COLOURS[StepStatus.TIMED_OUT],
+    RunStatus.REJECTED: COLOURS[StepStatus.REJECTED],
+    RunStatus.WAITING_APPROVAL: COLOURS[StepStatus.WAITING],
+    RunStatus.INTERRUPTED: COLOURS[StepStatus.INTERRUPTED],
+    RunStatus.RUNNING: COLOURS[StepStatus.RUNNING],
+}
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
@@ -51,6 +60,7 @@ document.querySelectorAll('[data-step]').forEach(function (el) {
     });
   });
 });
+document.body.setAttribute('data-ready', '1');
 """
 
 
@@ -68,12 +78,16 @@ def page(title: str, body: str, script: str = SCRIPT) -> str:
 
 
 def colour(status: str | None) -> str:
-    return COLOURS.get(status, NOT_RUN) if status else NOT_RUN  # type: ignore[call-overload]
+    return COLOURS.get(status, NOT_RUN) if status else NOT_RUN
+
+
+def run_colour(status: str) -> str:
+    return RUN_COLOURS.get(status, "#546e7a")
 
 
 def legend() -> str:
     items = "".join(
-        f'<span><i style="background:{c}"></i>{esc(s.value.replace("_", " "))}</span>'
+        f'<span><i style="background:{c}"></i>{esc(s.replace("_", " "))}</span>'
         for s, c in COLOURS.items()
         if s != StepStatus.RUNNING
     )
@@ -91,7 +105,7 @@ def trace_html(trace: Trace, graph: Any = None) -> str:
     usage = trace.get("usage") or {}
     head = (
         f"<h1>{esc(trace.get('spec') or 'loop')} · run {esc(trace.get('run_id'))}</h1>"
-        f'<p class="meta"><span class="badge" style="background:{colour(status)}">'
+        f'<p class="meta"><span class="badge" style="background:{run_colour(status)}">'
         f"{esc(status)}</span> {esc(trace.get('stop_reason') or '')} · "
         f"{fmt_duration(trace.get('duration_s'))} · "
         f"{int(usage.get('total_tokens') or 0)} tokens · {fmt_cost(usage.get('cost_usd'))}</p>"
@@ -203,7 +217,8 @@ def graph_svg(graph: Any, statuses: dict[str, str]) -> str:
         'markerHeight="7" orient="auto"><path d="M0,0L10,5L0,10z" fill="#607d8b"/></marker></defs>'
     )
     return (
-        f'<svg viewBox="0 0 {width + 80} {height}" width="100%" role="img" aria-label="graph">'
+        f'<svg viewBox="0 0 {width + 80} {height}" width="{width + 80}" '
+        f'style="max-width:100%" role="img" aria-label="graph">'
         f"{marker}{''.join(lines)}{''.join(boxes)}</svg>"
     )
 

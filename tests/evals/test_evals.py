@@ -20,6 +20,7 @@ from loopengt.evals.suite import run_dataset
 from loopengt.runs.engine import RunOptions, list_runs, start_run
 from loopengt.tracing.events import summarize
 from tests.runs.helpers import loopengt, make_project
+from tests.support.browser import render
 from tests.support.openai_server import JsonReply, ScriptedOpenAIServer, last_user_text
 
 SPEC = """\
@@ -257,6 +258,11 @@ def test_dataset_cli_reports_and_gates_on_a_baseline(tmp_path: Path) -> None:
     assert "1 regression(s)" in gated.stderr
     assert "case-7: passed before, fails now: output write contains 'a sonnet'" in gated.stderr
     assert "case-6" not in gated.stderr
+    dom, console = render(root / "out" / "report.html")  # the page, in headless Chromium
+    assert console == [] and 'data-ready="1"' in dom
+    assert "<li><b>case-7</b>: passed before, fails now" in dom
+    chart = dom.split('aria-label="chart"')[1].split("</svg>")[0]
+    assert all(f">case-{i}</text>" in chart for i in range(10))
 
     refused = loopengt(root, *run, "--save-baseline", "new.json")
     assert refused.returncode == 1 and "not saving a baseline" in refused.stderr
