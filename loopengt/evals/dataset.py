@@ -86,7 +86,19 @@ class Dataset(_Strict):
     spec: str | None = Field(default=None, description="The LoopSpec, relative to this file.")
     judge_model: str | None = Field(default=None, description="Judge every case with this.")
     rubric: list[str] = Field(default_factory=list, description="Criteria besides the goal.")
+    evaluators: list[str] = Field(
+        default_factory=list,
+        description="'module:attr' of evaluators with openevals' shape, run on every case.",
+    )
     cases: list[Case] = Field(min_length=1)
+
+    @field_validator("evaluators")
+    @classmethod
+    def _import_paths(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if ":" not in path:
+                raise ValueError(f"evaluator {path!r} must be 'module:attr'")
+        return value
 
 
 def load_dataset(path: Path | str) -> Dataset:

@@ -40,6 +40,7 @@ class CaseResult:
     error: str | None = None
     """The case could not run (not the run failing: that is its status)."""
     metrics: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def score(self) -> float | None:
@@ -66,6 +67,7 @@ class CaseResult:
             "judge_error": self.judge_error,
             "error": self.error,
             "metrics": self.metrics,
+            "outputs": self.outputs,
         }
 
 
@@ -142,6 +144,7 @@ async def arun_dataset(
     judge_name = judge_model or dataset.judge_model or judge_model_name(spec, None)
     judge = resolve_model(judge_name, temperature=0.0, config=config) if judge_name else None
     criteria = _criteria(spec, dataset)
+    evaluators = [load_evaluator(path) for path in dataset.evaluators]
 
     gate = asyncio.Semaphore(concurrency)
     started = time.perf_counter()
@@ -151,6 +154,8 @@ async def arun_dataset(
             result = await _run_case(
                 case, spec, spec_file, model, replay_dir, record_dir, config, judge, criteria
             )
+            await _evaluate(result, case, evaluators)
+            _min_score(result, case)
         if on_case is not None:
             on_case(result)
         return result
@@ -226,7 +231,7 @@ async def _run_case(
     except LoopengtError as exc:
         out.error = f"could not run: {str(exc).splitlines()[0]}"
         return out
-    out.status, out.stop_reason = result.status, result.stop_reason
+    out.status, out.stop_reason, out.outputs = result.status, result.stop_reason, result.outputs
     metrics = run_metrics(load_run(run_id, config.state_dir / "runs"), [s.name for s in spec.steps])
     out.metrics = {
         "latency_s": round(metrics.latency_s, 4),
@@ -252,12 +257,58 @@ async def _run_case(
             )
         except Exception as exc:  # the judge failing is this case's result, not a crash
             out.judge_error = judge_failure(exc, config)
-    if case.expect.min_score is not None:
-        score = out.score
-        ok = score is not None and score >= case.expect.min_score
-        shown = "not judged" if score is None else f"{score:.2f}"
-        out.checks.append(Check("min_score", ok, f"{shown} (expected ≥ {case.expect.min_score})"))
     return out
+
+
+def _min_score(result: CaseResult, case: Case) -> None:
+    if case.expect.min_score is None or result.error is not None:
+        return
+    score = result.score
+    ok = score is not None and score >= case.expect.min_score
+    shown = "not judged" if score is None else f"{score:.2f}"
+    result.checks.append(Check("min_score", ok, f"{shown} (expected ≥ {case.expect.min_score})"))
+
+
+def load_evaluator(path: str) -> Any:
+    """An evaluator by import path: any callable taking ``inputs``, ``outputs`` and
+    ``reference_outputs`` by keyword and returning ``{key, score, comment}`` (or a list of
+    them), sync or async — e.g. one made by openevals' ``create_llm_as_judge``."""
+    import importlib
+
+    module, _, attr = path.partition(":")
+    try:
+        found = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UserInputError(f"evaluator {path!r} cannot be imported: {exc}") from None
+    if not callable(found):
+        raise UserInputError(f"evaluator {path!r} is not callable")
+    return found
+
+
+async def _evaluate(result: CaseResult, case: Case, evaluators: list[Any]) -> None:
+    """Each evaluator's results join the case's judgements; a failing one is its judge error."""
+    import inspect
+
+    if result.error is not None or not evaluators:
+        return
+    for evaluator in evaluators:
+        name = getattr(evaluator, "__name__", type(evaluator).__name__)
+        kwargs = {
+            "inputs": case.inputs,
+            "outputs": result.outputs,
+            "reference_outputs": case.reference,
+        }
+        try:
+            if inspect.iscoroutinefunction(evaluator):
+                value = await evaluator(**kwargs)
+            else:  # a sync evaluator may call a model: not on the event loop's thread
+                value = await asyncio.to_thread(evaluator, **kwargs)
+            for item in value if isinstance(value, list) else [value]:
+                result.judgements.append(
+                    Judgement(str(item["key"]), item["score"], str(item.get("comment") or ""))
+                )
+        except Exception as exc:
+            result.judge_error = f"evaluator {name} failed: {type(exc).__name__}: {exc}"
 
 
 def _slug(name: str) -> str:

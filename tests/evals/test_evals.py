@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from loopengt.errors import UserInputError
 from loopengt.evals.metrics import run_metrics
 from loopengt.evals.run_eval import eval_run
 from loopengt.evals.suite import run_dataset
@@ -327,3 +328,83 @@ def test_bad_baselines_are_exit_2_before_anything_runs(tmp_path: Path) -> None:
         result = loopengt(root, "eval", "-d", "cases.yaml", "-m", "test", "--baseline", baseline)
         assert result.returncode == 2 and message in result.stderr
     assert not list_runs(root=root)
+
+
+# -- evaluators in openevals' shape ------------------------------------------------------------
+
+EVALUATORS = """
+import asyncio
+import os
+
+
+def length(*, inputs, outputs, reference_outputs=None):
+    return {"key": "short", "score": len(str(outputs)) < 500, "comment": "length checked"}
+
+
+async def both(*, inputs, outputs, reference_outputs=None):
+    await asyncio.sleep(0)
+    return [{"key": "a", "score": 0.5, "comment": ""}, {"key": "b", "score": 1.0}]
+
+
+def broken(*, inputs, outputs, reference_outputs=None):
+    raise RuntimeError("evaluator exploded")
+
+
+def openevals_judge():
+    from langchain_openai import ChatOpenAI
+    from openevals.llm import create_llm_as_judge
+
+    model = ChatOpenAI(base_url=os.environ["JUDGE_URL"], api_key="x", model="judge")
+    return create_llm_as_judge(
+        prompt="Is this a haiku about {inputs}? {outputs}", judge=model, feedback_key="haiku"
+    )
+
+
+haiku = None
+if os.environ.get("JUDGE_URL"):
+    haiku = openevals_judge()
+"""
+
+
+def test_evaluators_in_openevals_shape_join_the_judgements(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = project(tmp_path)
+    (root / "case_evals.py").write_text(EVALUATORS)
+    monkeypatch.syspath_prepend(str(root))
+    cases = ten_cases()[:2]
+    dataset = write_dataset(root, cases, evaluators=["case_evals:length", "case_evals:both"])
+    report = run_dataset(dataset, model="test", root=root)
+    assert not report.failed
+    keys = {j.key: j.score for j in report.cases[0].judgements}
+    assert keys == {"short": True, "a": 0.5, "b": 1.0}
+    assert report.cases[0].score == round(2.5 / 3, 4)
+
+    write_dataset(root, cases, evaluators=["case_evals:broken"])
+    failing = run_dataset(dataset, model="test", root=root)
+    assert len(failing.failed) == 2
+    assert failing.cases[0].judge_error == (
+        "evaluator broken failed: RuntimeError: evaluator exploded"
+    )
+
+    write_dataset(root, cases, evaluators=["case_evals:nope"])
+    with pytest.raises(UserInputError, match="evaluator 'case_evals:nope' cannot be imported"):
+        run_dataset(dataset, model="test", root=root)
+
+
+def test_an_openevals_llm_judge_plugs_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("openevals")
+    reply = JsonReply({"reasoning": "Three lines, about owls.", "score": True})
+    with ScriptedOpenAIServer(responder=lambda request: reply) as server:
+        monkeypatch.setenv("JUDGE_URL", server.base_url)
+        root = project(tmp_path)
+        (root / "openevals_case.py").write_text(EVALUATORS)
+        monkeypatch.syspath_prepend(str(root))
+        dataset = write_dataset(root, ten_cases()[:2], evaluators=["openevals_case:haiku"])
+        report = run_dataset(dataset, model="test", root=root)
+        asked = json.dumps(server.requests[0]["messages"])
+    assert not report.failed
+    assert [j.as_dict() for j in report.cases[0].judgements] == [
+        {"key": "haiku", "score": True, "comment": "Three lines, about owls."}
+    ]
+    assert "Is this a haiku about" in asked and "topic" in asked
