@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -269,7 +269,7 @@ def _design(goal: str, spec: LoopSpec, calls: int, **notes: Any) -> Design:
     text = render_spec(spec)
     load_spec_text(text, filename="loop.yaml")  # never hand back a spec that does not load
     draft = Design(goal=goal, spec=spec, yaml=text, doc="", attempts=calls, **notes)
-    return Design(**{**draft.__dict__, "doc": design_document(draft)})
+    return replace(draft, doc=design_document(draft))
 
 
 def verification_of(spec: LoopSpec) -> str:
