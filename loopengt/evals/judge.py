@@ -61,6 +61,13 @@ class Judgement:
         return {"key": self.key, "score": self.score, "comment": self.comment}
 
 
+def mean_score(judgements: list[Judgement]) -> float | None:
+    """The mean score (a boolean counts 0 or 1), None with no judgements."""
+    if not judgements:
+        return None
+    return round(sum(float(j.score) for j in judgements) / len(judgements), 4)
+
+
 def judge_messages(
     criterion: str,
     inputs: Any,

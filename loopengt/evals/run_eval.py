@@ -18,7 +18,7 @@ from typing import Any
 
 from loopengt.config import Config
 from loopengt.errors import UserInputError
-from loopengt.evals.judge import Judgement
+from loopengt.evals.judge import Judgement, mean_score
 from loopengt.evals.metrics import RunMetrics, run_metrics
 from loopengt.spec import LoopSpec, load_spec_text
 
@@ -42,10 +42,8 @@ class EvalResult:
 
     @property
     def score(self) -> float | None:
-        """The mean of the criteria's scores (None: not judged)."""
-        if not self.judgements:
-            return None
-        return round(sum(float(j.score) for j in self.judgements) / len(self.judgements), 4)
+        """The mean of the judgements' scores (None: not judged)."""
+        return mean_score(self.judgements)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -21,7 +21,7 @@ from typing import Any
 from loopengt.config import Config
 from loopengt.errors import LoopengtError, UserInputError
 from loopengt.evals.dataset import Case, Check, Dataset, check_case, load_dataset
-from loopengt.evals.judge import Judgement
+from loopengt.evals.judge import Judgement, mean_score
 from loopengt.evals.run_eval import Criterion, ajudge, judge_failure, judge_model_name
 from loopengt.spec import LoopSpec, load_spec
 
@@ -44,9 +44,8 @@ class CaseResult:
 
     @property
     def score(self) -> float | None:
-        if not self.judgements:
-            return None
-        return round(sum(float(j.score) for j in self.judgements) / len(self.judgements), 4)
+        """The mean of the judgements' scores (None: not judged)."""
+        return mean_score(self.judgements)
 
     @property
     def passed(self) -> bool:
