@@ -10,7 +10,19 @@ from typing import NoReturn
 import typer
 
 from loopengt import __version__
-from loopengt.cli import design, evals, graph, init, run, runs, schema, template, trace, validate
+from loopengt.cli import (
+    design,
+    evals,
+    graph,
+    init,
+    mcp,
+    run,
+    runs,
+    schema,
+    template,
+    trace,
+    validate,
+)
 from loopengt.cli.output import err_console
 from loopengt.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_RUN_FAILED, LoopengtError
 
@@ -41,7 +53,7 @@ def root(
         os.environ["LOOPENGT_DEBUG"] = "1"
 
 
-for module in (validate, schema, init, design, template, graph, run, runs, trace, evals):
+for module in (validate, schema, init, design, template, graph, run, runs, trace, evals, mcp):
     module.register(app)
 
 

@@ -45,6 +45,10 @@ class RunInterrupted(LoopengtError):
     exit_code = EXIT_INTERRUPTED
 
 
+# sessions running in this process (a server runs many at once on one event loop)
+_ACTIVE = [0]
+
+
 def thread_config(run_id: str) -> dict[str, Any]:
     return {"configurable": {"thread_id": run_id}}
 
@@ -86,6 +90,7 @@ async def run_session(
     modes = ["updates", *(["messages"] if session.stream_text else [])]
     outcome: tuple[RunStatus | None, str | None] = (None, None)
     error: Exception | None = None
+    _ACTIVE[0] += 1
     try:
         # durability="sync": a step's checkpoint is on disk before the next step starts
         # (LangGraph's default, "async", can lose it to a kill -9 and repeat the step)
@@ -101,9 +106,11 @@ async def run_session(
 
         outcome, error = (RunStatus.FAILED, f"error: {explain_model_error(exc, config)}"), exc
     finally:
-        from loopengt.tools.mcp_client import close_all
+        _ACTIVE[0] -= 1
+        if not _ACTIVE[0]:  # MCP tool servers are shared by the runs of this process
+            from loopengt.tools.mcp_client import close_all
 
-        close_all()
+            close_all()
     result = await _finish(session, events, recorder, started, *outcome)
     if outcome[0] == RunStatus.INTERRUPTED:
         raise RunInterrupted(
