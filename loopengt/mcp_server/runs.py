@@ -124,13 +124,11 @@ class ServerRuns:
     def driving(self, run_id: str) -> bool:
         return run_id in self.tasks
 
-    async def shutdown(self) -> None:
-        """Stop the runs this process drives; each is checkpointed and stays resumable."""
-        tasks = list(self.tasks.values())
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+    async def drain(self) -> None:
+        """Wait for the runs this process drives to end (the client has gone; they go on)."""
+        while self.tasks:
+            log.info("client gone; waiting for %d run(s) to end", len(self.tasks))
+            await asyncio.gather(*list(self.tasks.values()), return_exceptions=True)
 
 
 ENDED = {s.value for s in RunStatus if s.ended}

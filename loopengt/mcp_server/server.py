@@ -132,7 +132,7 @@ def build_server(root: Path, *, host: str = "127.0.0.1", port: int = 8000) -> Fa
     """The server for the project at ``root``; every path is confined to it."""
     runs = ServerRuns(root)
     mcp = FastMCP("loopengt", instructions=INSTRUCTIONS, host=host, port=port)
-    mcp.runs = runs  # type: ignore[attr-defined]  # for serve(): stop the runs on exit
+    mcp.runs = runs  # type: ignore[attr-defined]  # for serve(): runs outlive the client
 
     @mcp.tool()
     async def design_loop(
@@ -487,9 +487,15 @@ def serve(
     import anyio
 
     server = build_server(Path(root), host=host, port=port)
+    runs: ServerRuns = server.runs  # type: ignore[attr-defined]
     if transport == "stdio":
         _protect_stdout()
-        anyio.run(server.run_stdio_async)
+
+        async def stdio() -> None:
+            await server.run_stdio_async()
+            await runs.drain()  # a run started by a client that left still finishes
+
+        anyio.run(stdio)
     else:
         anyio.run(server.run_streamable_http_async)
 
