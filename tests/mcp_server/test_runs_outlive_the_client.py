@@ -81,3 +81,30 @@ def test_paths_are_confined_to_the_root(tmp_path: Path) -> None:
     ]:
         with pytest.raises(UserInputError, match=why):
             confine(resolved, bad)
+
+
+def test_the_readme_snippet_starts_a_working_server(tmp_path: Path) -> None:
+    """The README's IDE snippet, run as written (the project path: this repository)."""
+    import re
+    import shutil
+
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    if shutil.which("uv") is None:
+        pytest.skip("uv is not on PATH")
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"## From an IDE.*?```json\n(.*?)```", readme, re.DOTALL)
+    assert block is not None
+    server = json.loads(block.group(1))["mcpServers"]["loopengt"]
+    args = [a.replace("/path/to/project", str(REPO), 1) for a in server["args"]]
+    args[-1] = str(tmp_path)  # --root: the user's project
+
+    async def tools() -> list[str]:
+        params = StdioServerParameters(command=server["command"], args=args)
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            return [t.name for t in (await session.list_tools()).tools]
+
+    names = asyncio.run(asyncio.wait_for(tools(), timeout=120))
+    assert {"design_loop", "run_loop", "get_run", "list_templates"} <= set(names)
