@@ -104,8 +104,9 @@ class RunIndex:
         self.postgres = postgres
         # the checkpointer's lock: it shares this connection from LangGraph's worker threads
         self.lock = lock or threading.Lock()
-        self._write(CREATE)
-        self._write(CREATE_EVALS)
+        if postgres or not sqlite_has(conn, "loopengt_runs", "loopengt_evals"):
+            self._write(CREATE)  # a write transaction: skipped when there is nothing to do,
+            self._write(CREATE_EVALS)  # so reading runs never waits for a writer's lock
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.postgres else sql
@@ -214,6 +215,13 @@ class RunIndex:
         with self.lock:
             rows = self.conn.execute(sql, params).fetchall()
         return [_record(row) for row in rows]
+
+
+def sqlite_has(conn: Any, *tables: str) -> bool:
+    """Whether a SQLite database has all of ``tables`` (a read: takes no write lock)."""
+    marks = ", ".join("?" for _ in tables)
+    sql = f"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ({marks})"
+    return int(conn.execute(sql, tables).fetchone()[0]) == len(tables)
 
 
 def _db_value(value: Any) -> Any:

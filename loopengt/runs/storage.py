@@ -20,7 +20,7 @@ from typing import Any
 
 from loopengt.config import Config
 from loopengt.errors import LoopengtError, UserInputError
-from loopengt.runs.index import RunIndex
+from loopengt.runs.index import RunIndex, sqlite_has
 
 DB_FILE = "loopengt.db"
 BUSY_TIMEOUT_SECONDS = 120
@@ -126,9 +126,10 @@ def _sqlite(path: Path) -> Iterator[Storage]:
         path, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False, isolation_level=None
     )
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
         saver = SqliteSaver(conn)
-        saver.setup()
+        if not sqlite_has(conn, "checkpoints", "writes"):  # else it sets up lazily, on use:
+            conn.execute("PRAGMA journal_mode=WAL")  # a reader must not wait for a writer
+            saver.setup()
         yield Storage(saver, RunIndex(conn, postgres=False, lock=saver.lock), _shown(path))
     finally:
         conn.close()
