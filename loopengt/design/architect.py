@@ -30,6 +30,7 @@ from loopengt.spec.schema import loopspec_json_schema
 
 DEFAULT_ATTEMPTS = 3
 MAX_ATTEMPTS = 10
+MAX_GOAL_CHARS = 4000
 DESIGN_TEMPERATURE = 0.2
 DESIGN_MAX_TOKENS = 2048
 """A design is a whole spec: more than a step's reply, but bounded (a weak model under a
@@ -133,6 +134,10 @@ async def adesign(
     goal = " ".join(goal.split())
     if not goal:
         raise UserInputError("design: the goal is empty; say what the loop should achieve")
+    if len(goal) > MAX_GOAL_CHARS:
+        raise UserInputError(
+            f"design: the goal is {len(goal):,} characters; say it in at most {MAX_GOAL_CHARS:,}"
+        )
     if pattern is not None and pattern.replace("-", "_") not in PATTERNS:
         raise UserInputError(f"--pattern {pattern!r}: choose one of {', '.join(PATTERNS)}")
     pattern = pattern.replace("-", "_") if pattern else None

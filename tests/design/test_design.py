@@ -219,3 +219,11 @@ def test_json_output(project: Path) -> None:
     payload = json.loads(result.stdout)
     assert payload["fallback"] is None and payload["attempts"] == 1
     assert (project / "docs" / "DESIGN.md").is_file()
+
+
+def test_a_goal_too_long_is_refused_before_any_call(project: Path) -> None:
+    with ScriptedOpenAIServer([answer(SPEC)]) as server:
+        make_project(project, server.base_url)
+        result = loopengt(project, "design", "x " * 3000)
+        assert server.request_count == 0
+    assert result.returncode == 2 and "say it in at most 4,000" in result.stderr
