@@ -108,3 +108,35 @@ def test_the_readme_snippet_starts_a_working_server(tmp_path: Path) -> None:
 
     names = asyncio.run(asyncio.wait_for(tools(), timeout=120))
     assert {"design_loop", "run_loop", "get_run", "list_templates"} <= set(names)
+
+
+def test_a_waited_run_reports_progress_and_a_log_line_per_step(tmp_path: Path) -> None:
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    progress: list[tuple[float, float | None, str | None]] = []
+    logs: list[str] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total, message))
+
+    async def on_log(params: Any) -> None:
+        logs.append(str(params.data))
+
+    async def run() -> Any:
+        params = StdioServerParameters(
+            command=sys.executable, args=["-m", "loopengt", "mcp", "serve", "--root", str(tmp_path)]
+        )
+        async with (
+            stdio_client(params) as (read, write),
+            ClientSession(read, write, logging_callback=on_log) as session,
+        ):
+            await session.initialize()
+            args = {"spec_yaml": SPEC, "inputs": {"subject": "owls"}, "model": "test", "wait": True}
+            return await session.call_tool("run_loop", args, progress_callback=on_progress)
+
+    result = asyncio.run(asyncio.wait_for(run(), timeout=60))
+    assert not result.isError and result.structuredContent["status"] == "completed"
+    assert [(done, total) for done, total, _ in progress] == [(1.0, 2.0), (2.0, 2.0)]
+    assert [message for *_, message in progress] == ["step write ok", "step review ok"]
+    assert logs == ["step write ok", "step review ok"]
