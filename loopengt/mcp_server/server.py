@@ -128,10 +128,33 @@ def _fail(exc: Exception) -> ToolError:
     return ToolError(text or type(exc).__name__)
 
 
+class _Server(FastMCP):
+    """FastMCP whose tool errors are the CLI's lines: arguments that fail validation come
+    back as one line per problem, and without FastMCP's "Error executing tool" prefix."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
+        try:
+            return await super().call_tool(name, arguments)
+        except ToolError as exc:
+            raise ToolError(_tool_error(name, exc)) from None
+
+
+def _tool_error(name: str, exc: ToolError) -> str:
+    from pydantic import ValidationError
+
+    cause = exc.__cause__
+    if isinstance(cause, ValidationError):
+        return "\n".join(
+            f"{name}: {'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
+            for e in cause.errors(include_url=False)
+        )
+    return str(exc).removeprefix(f"Error executing tool {name}: ")
+
+
 def build_server(root: Path, *, host: str = "127.0.0.1", port: int = 8000) -> FastMCP:
     """The server for the project at ``root``; every path is confined to it."""
     runs = ServerRuns(root)
-    mcp = FastMCP("loopengt", instructions=INSTRUCTIONS, host=host, port=port)
+    mcp = _Server("loopengt", instructions=INSTRUCTIONS, host=host, port=port)
     mcp.runs = runs  # type: ignore[attr-defined]  # for serve(): runs outlive the client
 
     @mcp.tool()
@@ -394,8 +417,7 @@ async def _info(runs: ServerRuns, run_id: str) -> RunInfo:
     """What get_run answers: the index row, the latest checkpoint and the trace."""
     from loopengt.runs.engine import aget_run, run_record
 
-    record = await asyncio.to_thread(run_record, run_id, config=runs.config)
-    if record is None:
+    if await asyncio.to_thread(run_record, run_id, config=runs.config) is None:
         if run_id in runs.failed_to_start:
             return RunInfo(
                 run_id=run_id, spec="", status="failed", error=runs.failed_to_start[run_id]
@@ -403,10 +425,11 @@ async def _info(runs: ServerRuns, run_id: str) -> RunInfo:
         if runs.driving(run_id):
             return RunInfo(run_id=run_id, spec="", status="running")
         raise LoopengtError(f"no run {run_id!r} (see list_runs)")
-    _, state = await aget_run(run_id, config=runs.config)
+    # the engine's view of the row: a `running` run whose process is gone was interrupted
+    record, state = await aget_run(run_id, config=runs.config)
     status = record.status
-    if runs.driving(run_id) and status == WAITING:
-        status = "running"  # an answer is being applied
+    if runs.driving(run_id):  # resumed or answered here: the row may not say so yet
+        status = RunStatus.RUNNING.value
     current = _current_step(runs, run_id) if status == "running" else None
     error = runs.failed_to_start.get(run_id) if status == "failed" else None
     return RunInfo(
