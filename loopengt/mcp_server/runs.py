@@ -21,7 +21,6 @@ from loopengt.errors import LoopengtError, UserInputError
 from loopengt.runs.engine import RUN_ID
 from loopengt.spec import LoopSpec, load_spec, load_spec_text
 from loopengt.spec.yaml_source import MAX_SPEC_BYTES
-from loopengt.status import RunStatus
 
 log = logging.getLogger("loopengt.mcp")
 
@@ -129,6 +128,3 @@ class ServerRuns:
         while self.tasks:
             log.info("client gone; waiting for %d run(s) to end", len(self.tasks))
             await asyncio.gather(*list(self.tasks.values()), return_exceptions=True)
-
-
-ENDED = {s.value for s in RunStatus if s.ended}
