@@ -130,6 +130,28 @@ def test_server_errors_are_retried_per_policy(status: int) -> None:
         f"{status} at {url}"
     )
     assert "loopengt resume" in reason
+    assert ": injected error;" in reason  # the server's own words
+
+
+@pytest.mark.parametrize(
+    ("reply", "said"),
+    [
+        # llama-cpp-python's server on a json_schema response_format
+        (
+            ErrorReply(500, "1 validation error: Input should be 'text' or 'json_object'"),
+            "Input should be 'text' or 'json_object'",
+        ),
+        (ErrorReply(422, "temperature must be at most 2"), "temperature must be at most 2"),
+        (ErrorReply(400, "maximum context length is 4096 tokens"), "maximum context length"),
+    ],
+)
+def test_a_request_the_server_refuses_is_not_retried(reply: ErrorReply, said: str) -> None:
+    with ScriptedOpenAIServer([reply] * ATTEMPTS) as server:
+        url, state = server.base_url, run_against(server.base_url)
+        assert server.request_count == 1  # the same request would fail the same way
+    reason = reason_of(state)
+    assert f"failed after 1 attempt(s): openai: request refused at {url} ({reply.status})" in reason
+    assert said in reason and "retry later" not in reason
 
 
 def test_a_server_echoing_the_key_in_another_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -59,14 +59,17 @@ def retry_policy(ctx: CompileContext) -> RetryPolicy:
 
 
 def is_transient(exc: Exception) -> bool:
-    """Errors worth another attempt: timeouts, connection problems, 429 and 5xx."""
+    """Errors worth another attempt: timeouts, connection problems, 429 and 5xx — but not a
+    5xx whose text says the request is invalid (the same request fails the same way)."""
     if isinstance(exc, TRANSIENT):
         return True
     if isinstance(exc, LoopengtError):
         return False
     status = getattr(exc, "status_code", None)
     if isinstance(status, int):
-        return status == 429 or status >= 500
+        from loopengt.providers.errors import refused
+
+        return status == 429 or (status >= 500 and not refused(exc))
     # provider SDKs without the langchain-core classes (httpx, anthropic, openai directly)
     return any(c.__name__ in TRANSIENT_NAMES for c in type(exc).__mro__)
 

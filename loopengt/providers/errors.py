@@ -7,6 +7,7 @@ but print as long multi-line blobs; a run's stop reason needs one line a user ca
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from loopengt.config import Config
@@ -103,13 +104,14 @@ def _explain(exc: BaseException, config: Config | None) -> str:
             f"{provider}: rate limited{at} (429) after the policy's retries; retry later, "
             "raise policy.retry, or lower fan_out.max_concurrency"
         )
-    if isinstance(status, int) and status >= 500:
+    said = server_text(exc)
+    if isinstance(status, int) and status >= 500 and not refused(exc):
         return (
-            f"{provider}: server error {status}{at} after the policy's retries; the server "
-            "is failing — retry later with `loopengt resume RUN_ID`"
+            f"{provider}: server error {status}{at} after the policy's retries: {said}; the "
+            "server is failing — retry later with `loopengt resume RUN_ID`"
         )
     if isinstance(status, int):
-        return f"{provider}: request refused{at} ({status}): {_first_line(exc)}"
+        return f"{provider}: request refused{at} ({status}): {said}"
     if "Timeout" in name:
         return f"{provider}: no answer{at} in time; is the server overloaded?"
     if "Connect" in name or isinstance(exc, ConnectionError):
@@ -118,6 +120,39 @@ def _explain(exc: BaseException, config: Config | None) -> str:
             "check [llm] base_url (or OPENAI_BASE_URL / OLLAMA_HOST)"
         )
     return f"{provider}: {name}: {_first_line(exc)}"
+
+
+# what servers say when the request itself is wrong, even under a 500 (llama-cpp-python's
+# server answers an unsupported response_format with a 500 carrying pydantic's message)
+_INVALID = re.compile(
+    r"input should be|validation error|invalid|not supported|unsupported|must be one of"
+    r"|maximum context length|exceeds the context|context window",
+    re.IGNORECASE,
+)
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether the server refused the request itself (400/422, or a 500 whose text says the
+    request is invalid): asking again the same way cannot succeed, so it is not retried."""
+    status = getattr(exc, "status_code", None)
+    if not isinstance(status, int):
+        return False
+    if 400 <= status < 500:
+        return status not in (401, 403, 404, 408, 409, 429)
+    return status >= 500 and bool(_INVALID.search(server_text(exc)))
+
+
+def server_text(exc: BaseException) -> str:
+    """The server's own message: ``error.message`` (or ``message``/``detail``) of the body an
+    OpenAI-compatible server sent, else the error's first line."""
+    body: Any = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        for key in ("message", "detail"):
+            value = inner.get(key) if isinstance(inner, dict) else None
+            if value:
+                return " ".join(str(value).split())[:500]
+    return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:
