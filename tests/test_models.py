@@ -314,3 +314,44 @@ def test_ollama_model_with_a_tag_and_a_host(monkeypatch: pytest.MonkeyPatch) -> 
     assert resolve_model("ollama:m").kwargs["base_url"] == "http://env-host:11434"  # type: ignore[attr-defined]
     write_config('[llm.ollama]\nbase_url = "http://table-host:11434"\n')
     assert resolve_model("ollama:m").kwargs["base_url"] == "http://table-host:11434"  # type: ignore[attr-defined]
+
+
+def test_output_tokens_are_capped_per_agent_defaults_and_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An OpenAI-compatible server without a cap may write until its context is full: every
+    request carries one, as OpenAI's field and as the `max_tokens` compatible servers read."""
+    from loopengt.compile import compile_spec
+    from loopengt.config import Config
+    from loopengt.spec import load_spec_text
+    from tests.support.openai_server import ScriptedOpenAIServer
+
+    spec = """
+name: capped
+goal: g
+defaults: {max_tokens: 300}
+agents:
+  - {name: short, max_tokens: 50}
+  - {name: plain}
+steps:
+  - {name: a, agent: short, prompt: x}
+  - {name: b, agent: plain, prompt: y, depends_on: [a]}
+policy: {max_turns: 4}
+"""
+    with ScriptedOpenAIServer(["one", "two", "three"]) as server:
+        state = tmp_path / ".loopengt"
+        state.mkdir()
+        (state / "config.toml").write_text(
+            f'[llm]\nmodel = "openai:m"\nbase_url = "{server.base_url}"\nmax_tokens = 1000\n'
+        )
+        config = Config.load(tmp_path)
+        compile_spec(load_spec_text(spec), config=config).invoke({"input": {}})
+        sent = [(r.get("max_completion_tokens"), r.get("max_tokens")) for r in server.requests]
+    assert sent == [(50, 50), (300, 300)]
+    from loopengt.providers.registry import DEFAULT_MAX_TOKENS, resolve_model
+
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    assert resolve_model("openai:m", config=Config.load(tmp_path / "none")).max_tokens == (  # type: ignore[attr-defined]
+        DEFAULT_MAX_TOKENS
+    )
+    assert resolve_model("openai:m", config=config).max_tokens == 1000  # type: ignore[attr-defined]

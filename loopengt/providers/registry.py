@@ -62,6 +62,23 @@ def resolve_model(
     return factory(model, temperature, config)
 
 
+DEFAULT_MAX_TOKENS = 4096
+"""The output cap of an `openai:` model when neither the spec nor `[llm] max_tokens` sets one:
+an OpenAI-compatible server without a cap may generate until its context is full."""
+
+
+def with_max_tokens(model: BaseChatModel, max_tokens: int | None) -> BaseChatModel:
+    """``model`` capped at ``max_tokens`` output tokens, for chat models that have the
+    setting (OpenAI, Anthropic, the local model); others are returned as they are."""
+    if max_tokens is None or "max_tokens" not in type(model).model_fields:
+        return model
+    update: dict[str, Any] = {"max_tokens": max_tokens}
+    extra = getattr(model, "extra_body", None)
+    if isinstance(extra, dict) and "max_tokens" in extra:
+        update["extra_body"] = {**extra, "max_tokens": max_tokens}
+    return model.model_copy(update=update)
+
+
 def register_provider(name: str, factory: Factory) -> None:
     """Make `name:MODEL` strings resolve through ``factory`` (a plugin's own provider)."""
     PROVIDERS[name] = factory
@@ -115,9 +132,15 @@ def _openai(model: str, temperature: float | None, config: Config) -> BaseChatMo
         "api_key": api_key,
         "max_retries": 0,
         "stream_usage": True,
+        "max_tokens": int(
+            settings.get("max_tokens") or config.llm.get("max_tokens") or DEFAULT_MAX_TOKENS
+        ),
     }
     if base_url:
         kwargs["base_url"] = base_url
+        # langchain-openai sends the cap as OpenAI's `max_completion_tokens`, which some
+        # compatible servers (llama-cpp-python's) ignore: send their `max_tokens` too
+        kwargs["extra_body"] = {"max_tokens": kwargs["max_tokens"]}
     if temperature is not None:
         kwargs["temperature"] = temperature
     # an async client of its own: langchain-openai shares one per base_url in the process,

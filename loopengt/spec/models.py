@@ -88,6 +88,9 @@ class AgentRole(StrictModel):
         default_factory=list, description="handoff pattern: agents this agent may hand off to."
     )
     max_tool_calls: int = Field(default=8, ge=0, description="Tool-calling rounds per step.")
+    max_tokens: int | None = Field(
+        default=None, ge=1, description="Cap on each reply's output tokens (default: defaults)."
+    )
 
 
 class GateSpec(StrictModel):
@@ -302,6 +305,9 @@ class CustomGraphSpec(StrictModel):
 class DefaultsSpec(StrictModel):
     model: str | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(
+        default=None, ge=1, description="Cap on each reply's output tokens (default: [llm])."
+    )
 
 
 class EvalsSpec(StrictModel):
