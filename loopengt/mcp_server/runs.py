@@ -19,8 +19,10 @@ from typing import Any
 from loopengt.config import Config
 from loopengt.errors import LoopengtError, UserInputError
 from loopengt.runs.engine import RUN_ID
+from loopengt.serialization import jsonable
 from loopengt.spec import LoopSpec, load_spec, load_spec_text
 from loopengt.spec.yaml_source import MAX_SPEC_BYTES
+from loopengt.status import RunStatus
 
 log = logging.getLogger("loopengt.mcp")
 
@@ -122,6 +124,59 @@ class ServerRuns:
 
     def driving(self, run_id: str) -> bool:
         return run_id in self.tasks
+
+    async def info(self, run_id: str) -> dict[str, Any]:
+        """What get_run answers: the engine's view of the run (a `running` row whose process
+        is gone is interrupted), its latest checkpoint, and from the trace the step going on
+        and the approval it waits for."""
+        from loopengt.runs.engine import aget_run
+
+        try:
+            record, state = await aget_run(run_id, config=self.config)
+        except UserInputError:
+            if run_id in self.failed_to_start:
+                return {"run_id": run_id, "spec": "", "status": "failed",
+                        "error": self.failed_to_start[run_id]}  # fmt: skip
+            if self.driving(run_id):  # started, not indexed yet
+                return {"run_id": run_id, "spec": "", "status": RunStatus.RUNNING.value}
+            raise
+        status = record.status
+        if self.driving(run_id):  # resumed or answered here: the row may not say so yet
+            status = RunStatus.RUNNING.value
+        current, pending = self._from_trace(run_id)
+        outputs = jsonable(state.get("outputs") or {})
+        failed = status == RunStatus.FAILED
+        return {
+            "run_id": run_id,
+            "spec": record.spec_name,
+            "status": status,
+            "current_step": current if status == RunStatus.RUNNING else None,
+            "outputs": outputs,
+            "stop_reason": record.stop_reason,
+            "steps_completed": len(outputs),
+            "turns": int(state.get("turns") or 0),
+            "error": (self.failed_to_start.get(run_id) or record.stop_reason) if failed else None,
+            "pending_approval": pending if status == RunStatus.WAITING_APPROVAL else None,
+            "started_at": record.started_at,
+            "ended_at": record.ended_at,
+        }
+
+    def _from_trace(self, run_id: str) -> tuple[str | None, dict[str, Any]]:
+        """(the step started last and not ended, the last approval asked for)."""
+        from loopengt.tracing.events import INTERRUPT, STEP_END, STEP_START, read_events
+
+        path = self.config.state_dir / "runs" / f"{run_id}.jsonl"
+        going: dict[str, str] = {}
+        asked: dict[str, Any] = {}
+        for event in read_events(path) if path.is_file() else []:
+            kind, step_id = event.get("kind"), event.get("step_id") or ""
+            if kind == STEP_START and step_id:
+                going[step_id] = str(event.get("step"))
+            elif kind == STEP_END:
+                going.pop(step_id, None)
+            elif kind == INTERRUPT and isinstance(event.get("payload"), dict):
+                asked = dict(event["payload"])
+        return next(reversed(going.values()), None), asked
 
     async def drain(self) -> None:
         """Wait for the runs this process drives to end (the client has gone; they go on)."""

@@ -15,9 +15,20 @@ from typing import Any, Literal
 
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
-from pydantic import BaseModel, Field
 
 from loopengt.errors import LoopengtError
+from loopengt.mcp_server.results import (
+    Designed,
+    Problem,
+    RunInfo,
+    RunList,
+    RunRow,
+    Started,
+    TemplateList,
+    TemplateRow,
+    TraceText,
+    Validation,
+)
 from loopengt.mcp_server.runs import ServerRuns, check_run_id, confine
 from loopengt.spec import SpecError
 from loopengt.spec.errors import format_path
@@ -29,83 +40,6 @@ INSTRUCTIONS = (
     "spec with validate_loop, start it with run_loop (returns a run id at once) and poll "
     "get_run; get_trace shows what happened, eval_run scores it."
 )
-
-
-class Problem(BaseModel):
-    line: int
-    column: int
-    path: str = Field(description="The field, e.g. steps[1].agent ('' for the whole file).")
-    message: str
-    text: str = Field(description="The problem as the CLI prints it: FILE:LINE:COL: ...")
-
-
-class Validation(BaseModel):
-    ok: bool
-    name: str | None = None
-    pattern: str | None = None
-    problems: list[Problem] = Field(default_factory=list)
-
-
-class Designed(BaseModel):
-    spec_yaml: str
-    design_doc: str
-    pattern: str
-    fallback: str | None = Field(description="Why a template was used (None: the model's own).")
-    template: str | None
-    attempts: int
-
-
-class Started(BaseModel):
-    run_id: str
-    status: str
-
-
-class RunInfo(BaseModel):
-    run_id: str
-    spec: str
-    status: str
-    current_step: str | None = None
-    outputs: dict[str, Any] = Field(default_factory=dict)
-    stop_reason: str | None = None
-    steps_completed: int = 0
-    turns: int = 0
-    error: str | None = None
-    pending_approval: dict[str, Any] | None = None
-    started_at: float | None = None
-    ended_at: float | None = None
-
-
-class RunRow(BaseModel):
-    run_id: str
-    spec: str
-    status: str
-    steps: int
-    tokens: int
-    cost_usd: float
-    score: float | None
-    started_at: float
-
-
-class RunList(BaseModel):
-    runs: list[RunRow]
-
-
-class TraceText(BaseModel):
-    run_id: str
-    format: str
-    text: str
-
-
-class TemplateRow(BaseModel):
-    name: str
-    pattern: str | None
-    purpose: str | None
-    source: str
-    problem: str | None
-
-
-class TemplateList(BaseModel):
-    templates: list[TemplateRow]
 
 
 def _problems(exc: SpecError) -> list[Problem]:
@@ -241,7 +175,7 @@ def build_server(root: Path, *, host: str = "127.0.0.1", port: int = 8000) -> Fa
         )
         if wait:
             await task
-            return Started(run_id=run_id, status=(await _info(runs, run_id)).status)
+            return Started(run_id=run_id, status=(await runs.info(run_id))["status"])
         return Started(run_id=run_id, status="running")
 
     @mcp.tool()
@@ -249,7 +183,7 @@ def build_server(root: Path, *, host: str = "127.0.0.1", port: int = 8000) -> Fa
         """A run's status, current step, outputs so far, stop reason, steps completed, turns
         and error; 'pending_approval' when it waits for approve_run."""
         try:
-            return await _info(runs, check_run_id(run_id))
+            return RunInfo(**await runs.info(check_run_id(run_id)))
         except LoopengtError as exc:
             raise _fail(exc) from None
 
@@ -333,7 +267,7 @@ def build_server(root: Path, *, host: str = "127.0.0.1", port: int = 8000) -> Fa
         return await _continue(
             runs,
             run_id,
-            WAITING,
+            RunStatus.WAITING_APPROVAL.value,
             lambda: aanswer_approval(run_id, approved=approve, comment=comment, config=runs.config),
         )
 
@@ -382,9 +316,6 @@ def build_server(root: Path, *, host: str = "127.0.0.1", port: int = 8000) -> Fa
     return mcp
 
 
-WAITING = RunStatus.WAITING_APPROVAL.value
-
-
 async def _exists(runs: ServerRuns, run_id: str) -> bool:
     from loopengt.runs.engine import run_record
 
@@ -411,72 +342,6 @@ async def _continue(runs: ServerRuns, run_id: str, needs: str | None, work: Any)
         raise _fail(exc) from None
     runs.start(run_id, work)
     return Started(run_id=run_id, status="running")
-
-
-async def _info(runs: ServerRuns, run_id: str) -> RunInfo:
-    """What get_run answers: the index row, the latest checkpoint and the trace."""
-    from loopengt.runs.engine import aget_run, run_record
-
-    if await asyncio.to_thread(run_record, run_id, config=runs.config) is None:
-        if run_id in runs.failed_to_start:
-            return RunInfo(
-                run_id=run_id, spec="", status="failed", error=runs.failed_to_start[run_id]
-            )
-        if runs.driving(run_id):
-            return RunInfo(run_id=run_id, spec="", status="running")
-        raise LoopengtError(f"no run {run_id!r} (see list_runs)")
-    # the engine's view of the row: a `running` run whose process is gone was interrupted
-    record, state = await aget_run(run_id, config=runs.config)
-    status = record.status
-    if runs.driving(run_id):  # resumed or answered here: the row may not say so yet
-        status = RunStatus.RUNNING.value
-    current = _current_step(runs, run_id) if status == "running" else None
-    error = runs.failed_to_start.get(run_id) if status == "failed" else None
-    return RunInfo(
-        run_id=run_id,
-        spec=record.spec_name,
-        status=status,
-        current_step=current,
-        outputs=_plain(state.get("outputs") or {}),
-        stop_reason=record.stop_reason,
-        steps_completed=len(state.get("outputs") or {}),
-        turns=int(state.get("turns") or 0),
-        error=error or (record.stop_reason if status == "failed" else None),
-        pending_approval=_pending(runs, run_id) if status == WAITING else None,
-        started_at=record.started_at,
-        ended_at=record.ended_at,
-    )
-
-
-def _current_step(runs: ServerRuns, run_id: str) -> str | None:
-    from loopengt.tracing.events import read_events
-
-    path = runs.config.state_dir / "runs" / f"{run_id}.jsonl"
-    if not path.is_file():
-        return None
-    open_steps: dict[str, str] = {}
-    for event in read_events(path):
-        if event.get("kind") == "step_start" and event.get("step_id"):
-            open_steps[event["step_id"]] = str(event.get("step"))
-        elif event.get("kind") == "step_end":
-            open_steps.pop(event.get("step_id") or "", None)
-    return next(reversed(open_steps.values()), None)
-
-
-def _pending(runs: ServerRuns, run_id: str) -> dict[str, Any] | None:
-    """The approval a waiting run asks for: its last interrupt's payload in the trace."""
-    from loopengt.tracing.events import read_events
-
-    path = runs.config.state_dir / "runs" / f"{run_id}.jsonl"
-    events = read_events(path) if path.is_file() else []
-    asks = [e.get("payload") for e in events if e.get("kind") == "interrupt"]
-    return dict(asks[-1]) if asks and isinstance(asks[-1], dict) else {}
-
-
-def _plain(value: Any) -> Any:
-    from loopengt.serialization import json_default
-
-    return json.loads(json.dumps(value, default=json_default))
 
 
 def _progress(ctx: Context[Any, Any, Any], steps: int) -> Any:
