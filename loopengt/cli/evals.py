@@ -77,13 +77,11 @@ def _eval_run(
 def _eval_dataset(dataset: Path, spec: str | None, **options: Any) -> None:
     from loopengt.cli.evals_view import CaseProgress, print_report
     from loopengt.evals.baseline import compare, read_baseline
-    from loopengt.evals.dataset import load_dataset
     from loopengt.evals.report import write_report
     from loopengt.evals.suite import run_dataset
 
     base = read_baseline(options["baseline"]) if options["baseline"] else None  # exit 2 early
-    total = len(load_dataset(dataset).cases)
-    with CaseProgress(total, quiet=options["as_json"]) as progress:
+    with CaseProgress(quiet=options["as_json"]) as progress:
         report = run_dataset(
             dataset,
             spec,
@@ -93,6 +91,7 @@ def _eval_dataset(dataset: Path, spec: str | None, **options: Any) -> None:
             replay_dir=options["replay_dir"],
             record_dir=options["record_dir"],
             on_case=progress.done,
+            on_start=progress.start,
         )
     data = report.as_dict()
     regressions = compare(data, base, options["tolerances"]) if base is not None else None

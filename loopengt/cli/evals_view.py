@@ -51,7 +51,7 @@ def print_eval(result: dict[str, Any]) -> None:
 class CaseProgress:
     """A progress bar on stderr while the cases run (nothing when quiet or not a terminal)."""
 
-    def __init__(self, total: int, *, quiet: bool = False) -> None:
+    def __init__(self, *, quiet: bool = False) -> None:
         self.progress = Progress(
             TextColumn("eval"),
             BarColumn(),
@@ -62,7 +62,7 @@ class CaseProgress:
             disable=quiet,
             transient=True,
         )
-        self.task = self.progress.add_task("cases", total=total, last="")
+        self.task = self.progress.add_task("cases", total=None, last="")
 
     def __enter__(self) -> CaseProgress:
         self.progress.start()
@@ -72,6 +72,9 @@ class CaseProgress:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.progress.stop()
+
+    def start(self, total: int) -> None:
+        self.progress.update(self.task, total=total)
 
     def done(self, case: Any) -> None:
         mark = "✓" if case.passed else "✗"

@@ -125,6 +125,7 @@ async def arun_dataset(
     root: Path | str | None = None,
     config: Config | None = None,
     on_case: CaseDone | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> Report:
     """Run the spec (``spec_path``, else the dataset's ``spec:``) on every case; score each
     by its expectations and, when a judge model is named (here, in the dataset or in the
@@ -145,6 +146,8 @@ async def arun_dataset(
     criteria = _criteria(spec, dataset)
     evaluators = [load_evaluator(path) for path in dataset.evaluators]
 
+    if on_start is not None:
+        on_start(len(dataset.cases))
     gate = asyncio.Semaphore(concurrency)
     started = time.perf_counter()
 
