@@ -63,10 +63,8 @@ class CompileContext:
         temperature = agent.temperature
         if temperature is None:
             temperature = self.spec.defaults.temperature
-        # the spec's cap, else `[llm] max_tokens` (an `openai:` model has a cap of its own)
-        max_tokens = (
-            agent.max_tokens or self.spec.defaults.max_tokens or _int(self.config, "max_tokens")
-        )
+        # the spec's cap (resolve_model applies `[llm] max_tokens`, else the provider's)
+        max_tokens = agent.max_tokens or self.spec.defaults.max_tokens
         key = f"{name}|{temperature}|{max_tokens}"
         if key not in self._model_cache:
             from loopengt.providers.registry import resolve_model, with_max_tokens
@@ -145,8 +143,3 @@ def step_gate(spec: LoopSpec, step: StepSpec) -> Any:
     if step.gate is not None:
         return step.gate
     return next((g for g in spec.policy.gates if g.step == step.name), None)
-
-
-def _int(config: Config, key: str) -> int | None:
-    value = config.llm.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None

@@ -59,7 +59,13 @@ def resolve_model(
                 f"e.g. 'openai:{name}' (providers: {known})"
             )
         raise UserInputError(f"unknown model provider {provider!r} in {name!r}; use one of {known}")
-    return factory(model, temperature, config)
+    return with_max_tokens(factory(model, temperature, config), _config_cap(config))
+
+
+def _config_cap(config: Config) -> int | None:
+    """`[llm] max_tokens`, the cap of every model the spec does not cap itself."""
+    value = config.llm.get("max_tokens")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 DEFAULT_MAX_TOKENS = 4096
@@ -132,9 +138,7 @@ def _openai(model: str, temperature: float | None, config: Config) -> BaseChatMo
         "api_key": api_key,
         "max_retries": 0,
         "stream_usage": True,
-        "max_tokens": int(
-            settings.get("max_tokens") or config.llm.get("max_tokens") or DEFAULT_MAX_TOKENS
-        ),
+        "max_tokens": int(settings.get("max_tokens") or DEFAULT_MAX_TOKENS),
     }
     if base_url:
         kwargs["base_url"] = base_url
