@@ -174,19 +174,6 @@ class RunIndex:
             values,
         )
 
-    def evals(self, run_ids: list[str] | None = None) -> dict[str, dict[str, Any]]:
-        """The stored eval of each run (of ``run_ids``, or all) that has one."""
-        sql = "SELECT run_id, result FROM loopengt_evals"
-        params: tuple[Any, ...] = ()
-        if run_ids is not None:
-            if not run_ids:
-                return {}
-            sql += f" WHERE run_id IN ({', '.join('?' for _ in run_ids)})"
-            params = tuple(run_ids)
-        with self.lock:
-            rows = self.conn.execute(self._sql(sql), params).fetchall()
-        return {_row(r)[0]: json.loads(_row(r)[1]) for r in rows}
-
     # Async callers (the run engine, evals, the MCP server) use these: each runs its SQL in a
     # worker thread, so waiting for SQLite's write lock never blocks the event loop, where
     # another run's async checkpointer may hold that lock between two awaits.
@@ -226,10 +213,6 @@ def sqlite_has(conn: Any, *tables: str) -> bool:
 
 def _db_value(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, dict) else value
-
-
-def _row(row: Any) -> tuple[Any, ...]:
-    return tuple(row.values()) if isinstance(row, dict) else tuple(row)
 
 
 def _record(row: Any) -> RunRecord:
