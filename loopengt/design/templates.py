@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ from loopengt.project import STATE_DIR, builtin_templates_dir
 from loopengt.spec import LoopSpec, SpecError, load_spec
 from loopengt.spec.errors import did_you_mean
 
-ENTRY_POINT_GROUP = "loopengt.templates"
 SPEC_FILE = "loop.yaml"
 README_FILE = "README.md"
 BUILTIN = "built-in"
@@ -138,16 +136,20 @@ def _load(name: str, path: Path, source: str) -> Template:
 
 
 def _plugins() -> Iterator[Template]:
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        source = f"plugin {ep.dist.name if ep.dist else ep.name}"
-        try:
-            folder = _plugin_folder(ep.load())
-        except Exception as exc:  # a broken plugin is listed, never fatal
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            yield Template(ep.name, source, None, problem=f"plugin failed to load ({reason})")
-            continue
-        if not folder.is_dir():
-            yield Template(ep.name, source, None, problem=f"{folder} is not a folder")
+    from loopengt import plugins
+
+    for entry in plugins.load("templates"):
+        source = f"plugin {entry.plugin}"
+        problem, folder = entry.problem, None
+        if problem is None:
+            try:
+                folder = _plugin_folder(entry.value)
+            except Exception as exc:  # a broken plugin is listed, never fatal
+                problem = f"failed to load ({plugins.reason(exc)})"
+        if folder is not None and not folder.is_dir():
+            problem = f"{folder} is not a folder"
+        if folder is None or problem is not None:
+            yield Template(entry.name, source, None, problem=f"plugin skipped: {problem}")
             continue
         yield from _folder(folder, source)
 

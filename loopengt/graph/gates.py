@@ -7,7 +7,6 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -47,10 +46,12 @@ def load_verifier(name: str) -> Verifier:
         except (ImportError, AttributeError) as exc:
             raise UserInputError(f"verifier {name!r} cannot be imported: {exc}") from None
         return func  # type: ignore[no-any-return]  # any callable object is accepted
-    for ep in entry_points(group="loopengt.verifiers"):
-        if ep.name == name:
-            return ep.load()  # type: ignore[no-any-return]  # plugins register callables
-    raise UserInputError(f"verifier {name!r} not found (no 'loopengt.verifiers' entry point)")
+    from loopengt import plugins
+
+    verifier = plugins.find("verifiers", name)
+    if not callable(verifier):
+        raise UserInputError(f"verifier {name!r} is a {type(verifier).__name__}, not a callable")
+    return verifier  # type: ignore[no-any-return]  # any callable object is accepted
 
 
 def run_verifier(verifier: Verifier, output: Any, step: str) -> GateResult:

@@ -112,10 +112,12 @@ def _plugin(site: Path) -> None:
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-loops\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text(
+        "[loopengt.plugins]\nacme = acme_loops:manifest\n"
         "[loopengt.templates]\nacme = acme_loops:folder\nghost = acme_missing:folder\n"
     )
     (site / "acme_loops.py").write_text(
         "from pathlib import Path\nfolder = Path(__file__).parent / 'acme_templates'\n"
+        "manifest = {'name': 'acme', 'version': '1.0', 'capabilities': ['templates']}\n"
     )
     good = site / "acme_templates" / "acme-triage"
     good.mkdir(parents=True)
@@ -153,7 +155,7 @@ def test_plugin_templates_are_listed_and_broken_ones_do_not_break_the_list(
     assert rows["acme-triage"]["purpose"] == "Acme's ticket triage"
     assert rows["acme-bad"]["problem"].startswith(str(site / "acme_templates" / "acme-bad"))
     assert "agents: must have at least 1 item(s)" in rows["acme-bad"]["problem"]
-    assert "plugin failed to load (ModuleNotFoundError" in rows["ghost"]["problem"]
+    assert "plugin skipped: failed to load (ModuleNotFoundError" in rows["ghost"]["problem"]
     table = subprocess.run(
         command[:-1], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
     )
