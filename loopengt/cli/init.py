@@ -1,4 +1,4 @@
-"""`loopengt init`"""
+"""`loopengt init [--ide NAME]... [--global]`"""
 
 from __future__ import annotations
 
@@ -8,18 +8,52 @@ import typer
 
 from loopengt.cli.output import console
 
+_STYLE = {"created": "green", "updated": "yellow", "unchanged": "dim"}
+
 
 def init(
     directory: Path = typer.Argument(Path("."), help="Project directory."),
+    ide: list[str] = typer.Option(
+        [],
+        "--ide",
+        help="Also configure an IDE to use `loopengt mcp serve` and the loop commands: "
+        "cursor, claude-code, codex, antigravity, vscode (or a plugin's). Repeatable.",
+    ),
+    global_: bool = typer.Option(
+        False, "--global", help="With --ide: write the IDE's user-level files, for every project."
+    ),
 ) -> None:
-    """Create .loopengt/ (config.toml, prompts/, templates/) without overwriting anything."""
+    """Create .loopengt/ (config.toml, prompts/, templates/) without overwriting anything;
+    with --ide, merge loopengt into that IDE's configuration."""
     from loopengt.project import init_project
 
+    if global_ and not ide:
+        raise typer.BadParameter("--global needs --ide", param_hint="--global")
+    installed = []
+    if ide:  # first: an IDE file that cannot be merged stops everything before any write
+        from loopengt.ide import install
+
+        installed = install(ide, directory, global_=global_)
     report = init_project(directory)
     for path in report.created:
         console.print(f"[green]created[/] {path}")
     for path in report.kept:
         console.print(f"[dim]exists[/]  {path}")
+    for item in installed:
+        console.print(f"\n[bold]{item.adapter.title}[/]")
+        for change in item.changes:
+            style = _STYLE.get(change.action, "")
+            console.print(f"  [{style}]{change.action:<9}[/] {_shown(change.path)}")
+        console.print(f"  [bold]next:[/] {item.next_steps}")
+
+
+def _shown(path: Path) -> str:
+    for base, label in ((Path.cwd(), ""), (Path.home(), "~/")):
+        try:
+            return label + str(path.relative_to(base))
+        except ValueError:
+            continue
+    return str(path)
 
 
 def register(app: typer.Typer) -> None:
