@@ -17,6 +17,7 @@ from mcp.server.fastmcp import Context, FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 
 from loopengt.errors import LoopengtError
+from loopengt.mcp_server.plugin_tools import add_plugin_tools
 from loopengt.mcp_server.results import (
     Designed,
     Problem,
@@ -313,6 +314,7 @@ def build_server(root: Path, *, host: str = "127.0.0.1", port: int = 8000) -> Fa
 
         return f"{architect_prompt()}\n\nDesign a loop for this goal:\n{goal}"
 
+    add_plugin_tools(mcp)
     return mcp
 
 
