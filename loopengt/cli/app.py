@@ -12,6 +12,7 @@ import typer
 from loopengt import __version__
 from loopengt.cli import (
     design,
+    doctor,
     evals,
     graph,
     init,
@@ -53,7 +54,20 @@ def root(
         os.environ["LOOPENGT_DEBUG"] = "1"
 
 
-for module in (validate, schema, init, design, template, graph, run, runs, trace, evals, mcp):
+for module in (
+    validate,
+    schema,
+    init,
+    design,
+    template,
+    graph,
+    run,
+    runs,
+    trace,
+    evals,
+    mcp,
+    doctor,
+):
     module.register(app)
 
 

@@ -55,6 +55,9 @@ class Adapter:
 
     name: str
     title: str
+    server_config: Callable[[Target], tuple[Path, tuple[str, ...]]]
+    """The file that registers MCP servers and the keys of loopengt's entry in it (also
+    read by `loopengt doctor`)."""
     plan: Callable[[Target], list[Change]]
     next_steps: Callable[[Target], str]
 
@@ -119,8 +122,12 @@ Loop commands:
 # -- Cursor -----------------------------------------------------------------------------------
 
 
+def _cursor_config(t: Target) -> tuple[Path, tuple[str, ...]]:
+    return t.base / ".cursor" / "mcp.json", ("mcpServers", SERVER)
+
+
 def _cursor(t: Target) -> list[Change]:
-    changes = [json_entry(t.base / ".cursor" / "mcp.json", ("mcpServers", SERVER), t.stdio())]
+    changes = [json_entry(*_cursor_config(t), t.stdio())]
     if not t.global_:  # rules are per project
         rule = frontmatter(
             description="Working with loopengt loop specs (agent loops in YAML)",
@@ -136,6 +143,7 @@ def _cursor(t: Target) -> list[Change]:
 CURSOR = Adapter(
     "cursor",
     "Cursor",
+    _cursor_config,
     _cursor,
     lambda t: (
         "Open Cursor Settings > MCP and enable 'loopengt'; type / in the chat for "
@@ -147,10 +155,13 @@ CURSOR = Adapter(
 # -- Claude Code ------------------------------------------------------------------------------
 
 
+def _claude_code_config(t: Target) -> tuple[Path, tuple[str, ...]]:
+    return t.home / ".claude.json" if t.global_ else t.root / ".mcp.json", ("mcpServers", SERVER)
+
+
 def _claude_code(t: Target) -> list[Change]:
-    config = t.home / ".claude.json" if t.global_ else t.root / ".mcp.json"
     return [
-        json_entry(config, ("mcpServers", SERVER), t.stdio(type="stdio")),
+        json_entry(*_claude_code_config(t), t.stdio(type="stdio")),
         *_skill_files(t.base / ".claude" / "skills", t),
     ]
 
@@ -158,6 +169,7 @@ def _claude_code(t: Target) -> list[Change]:
 CLAUDE_CODE = Adapter(
     "claude-code",
     "Claude Code",
+    _claude_code_config,
     _claude_code,
     lambda t: (
         "Start `claude` here and approve the project's 'loopengt' server when asked "
@@ -169,9 +181,13 @@ CLAUDE_CODE = Adapter(
 # -- Codex ------------------------------------------------------------------------------------
 
 
+def _codex_config(t: Target) -> tuple[Path, tuple[str, ...]]:
+    return t.base / ".codex" / "config.toml", ("mcp_servers", SERVER)
+
+
 def _codex(t: Target) -> list[Change]:
     server = {**t.stdio(), "startup_timeout_sec": 30, "tool_timeout_sec": 600}
-    changes = [toml_entry(t.base / ".codex" / "config.toml", ("mcp_servers", SERVER), server)]
+    changes = [toml_entry(*_codex_config(t), server)]
     if not t.global_:
         changes.append(
             markdown_section(t.root / "AGENTS.md", INSTRUCTIONS.format(skills=_listing(t)))
@@ -191,21 +207,24 @@ def _codex_next(t: Target) -> str:
     return f"Run `codex` here; `/mcp` lists 'loopengt' from {where}.{trust}"
 
 
-CODEX = Adapter("codex", "Codex", _codex, _codex_next)
+CODEX = Adapter("codex", "Codex", _codex_config, _codex, _codex_next)
 
 
 # -- Antigravity ------------------------------------------------------------------------------
 
 
+def _antigravity_config(t: Target) -> tuple[Path, tuple[str, ...]]:
+    return t.home / ".gemini" / "antigravity" / "mcp_config.json", ("mcpServers", SERVER)
+
+
 def _antigravity(t: Target) -> list[Change]:
-    config = t.home / ".gemini" / "antigravity" / "mcp_config.json"
     workflows = (
         t.home / ".gemini" / "antigravity" / "global_workflows"
         if t.global_
         else t.root / ".agents" / "workflows"
     )
     return [
-        json_entry(config, ("mcpServers", SERVER), t.stdio()),
+        json_entry(*_antigravity_config(t), t.stdio()),
         *(
             owned(workflows / f"{s.name}.md", frontmatter(description=s.description) + s.body)
             for s in t.skills
@@ -216,6 +235,7 @@ def _antigravity(t: Target) -> list[Change]:
 ANTIGRAVITY = Adapter(
     "antigravity",
     "Antigravity",
+    _antigravity_config,
     _antigravity,
     lambda t: (
         "Antigravity has one MCP config per user (~/.gemini/antigravity/mcp_config.json): "
@@ -234,10 +254,14 @@ def _vscode_user(home: Path) -> Path:
     return home / ".config" / "Code" / "User"
 
 
-def _vscode(t: Target) -> list[Change]:
+def _vscode_config(t: Target) -> tuple[Path, tuple[str, ...]]:
     folder = _vscode_user(t.home) if t.global_ else t.root / ".vscode"
-    changes = [json_entry(folder / "mcp.json", ("servers", SERVER), t.stdio(type="stdio"))]
-    prompts = folder / "prompts" if t.global_ else t.root / ".github" / "prompts"
+    return folder / "mcp.json", ("servers", SERVER)
+
+
+def _vscode(t: Target) -> list[Change]:
+    changes = [json_entry(*_vscode_config(t), t.stdio(type="stdio"))]
+    prompts = _vscode_user(t.home) / "prompts" if t.global_ else t.root / ".github" / "prompts"
     for s in t.skills:
         text = frontmatter(description=s.description, agent="agent") + s.body
         changes.append(owned(prompts / f"{s.name}.prompt.md", text))
@@ -247,6 +271,7 @@ def _vscode(t: Target) -> list[Change]:
 VSCODE = Adapter(
     "vscode",
     "VS Code",
+    _vscode_config,
     _vscode,
     lambda t: (
         "In VS Code run 'MCP: List Servers' and start 'loopengt'; in Copilot Chat (agent "
@@ -269,6 +294,18 @@ def adapters() -> dict[str, Adapter]:
     return found
 
 
+def make_target(
+    root: Path | str = ".",
+    *,
+    global_: bool = False,
+    home: Path | None = None,
+    command: tuple[str, tuple[str, ...]] | None = None,
+) -> Target:
+    """A `Target` for the project at ``root`` (``command`` defaults to `server_command`)."""
+    exe, args = command or server_command()
+    return Target(Path(root).resolve(), home or Path.home(), global_, exe, args, all_skills())
+
+
 def install(
     names: list[str],
     root: Path | str = ".",
@@ -284,8 +321,7 @@ def install(
     unknown = [name for name in names if name not in known]
     if unknown:
         raise UserInputError(f"unknown IDE {unknown[0]!r}; use one of {', '.join(sorted(known))}")
-    exe, args = command or server_command()
-    target = Target(Path(root).resolve(), home or Path.home(), global_, exe, args, all_skills())
+    target = make_target(root, global_=global_, home=home, command=command)
     done = [
         Installed(known[name], known[name].plan(target), known[name].next_steps(target))
         for name in dict.fromkeys(names)

@@ -169,3 +169,29 @@ def markdown_section(path: Path, body: str) -> Change:
         return Change(path, "refused", reason=f"a loopengt begin marker without {END}")
     tail = old[end + len(END) :].removeprefix("\n")
     return _change(path, old, old[:start] + section + tail)
+
+
+def read_entry(path: Path, keys: tuple[str, ...]) -> Any:
+    """The value at ``keys`` of a JSON or TOML (by suffix) config file; None if the file or
+    the entry is missing; `ValueError` if the file does not parse."""
+    try:
+        text = _read(path)
+    except _Refused as exc:
+        raise ValueError(str(exc)) from None
+    if text is None:
+        return None
+    if path.suffix == ".toml":
+        import tomllib
+
+        try:
+            node: Any = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"not valid TOML ({exc})") from None
+    else:
+        try:
+            node = _json_object(text)
+        except _Refused as exc:
+            raise ValueError(str(exc)) from None
+    for key in keys:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node

@@ -50,7 +50,7 @@ def open_storage(
 ) -> Iterator[Storage]:
     """The project's storage with a synchronous checkpointer (for `invoke`, reading runs)."""
     url = storage_url(explicit, config or Config.load(root))
-    if _is_postgres(url):
+    if is_postgres(url):
         with _postgres(url) as storage:
             yield storage
         return
@@ -65,7 +65,7 @@ async def aopen_storage(explicit: str | None, config: Config) -> AsyncIterator[S
     run index keeps its own short synchronous transactions; async callers make them in a
     worker thread (`RunIndex.aget` and the other `a...` methods)."""
     url = storage_url(explicit, config)
-    if _is_postgres(url):
+    if is_postgres(url):
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
         from psycopg import AsyncConnection
         from psycopg.rows import dict_row
@@ -108,7 +108,7 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _is_postgres(url: str) -> bool:
+def is_postgres(url: str) -> bool:
     if url.startswith(("postgresql://", "postgres://")):
         return True
     if "://" in url:
@@ -162,7 +162,7 @@ def _postgres(url: str) -> Iterator[Storage]:
             saver = PostgresSaver(conn)
             saver.setup()
             index = RunIndex(conn, postgres=True, lock=saver.lock)
-        yield Storage(saver, index, _without_password(url))
+        yield Storage(saver, index, without_password(url))
     finally:
         conn.close()
 
@@ -186,7 +186,7 @@ def _schema_lock(conn: Any) -> Iterator[None]:
         conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
 
 
-def _without_password(url: str) -> str:
+def without_password(url: str) -> str:
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)
