@@ -308,7 +308,7 @@ def _server_works(label: str, path: Path, entry: Any, fix: str) -> Check:
     args = entry.get("args", []) if isinstance(entry, dict) else []
     if not isinstance(command, str) or not isinstance(args, list):
         return Check(label, "fail", f"{path}: the loopengt entry has no command", fix, False)
-    prefix = [str(a) for a in args[: -2 if args[-2:] == ["mcp", "serve"] else len(args)]]
+    prefix = [str(a) for a in args[: args.index("mcp") if "mcp" in args else len(args)]]
     try:
         done = subprocess.run(
             [command, *prefix, "--version"], capture_output=True, text=True, timeout=30

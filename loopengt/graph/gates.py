@@ -72,9 +72,11 @@ def evaluate_gate(
     judge: BaseChatModel,
     calls: Calls,
     goal: str | None = None,
+    verifier: Verifier | None = None,
 ) -> Work[GateResult]:
     """Whether ``output`` passes ``gate``; a generator, since an `llm_judge` gate calls
-    ``judge`` through the turn's ``calls``."""
+    ``judge`` through the turn's ``calls``. ``verifier``: the gate's verifier, loaded at compile
+    time (else loaded here)."""
     text = as_text(output)
     if gate.kind == "regex":
         assert gate.pattern is not None
@@ -101,7 +103,7 @@ def evaluate_gate(
         )
         return GateResult(verdict.passed, verdict.comment)
     assert gate.verifier is not None
-    return run_verifier(load_verifier(gate.verifier), output, step)
+    return run_verifier(verifier or load_verifier(gate.verifier), output, step)
 
 
 # -- the gate loop in the graph ------------------------------------------------------------------

@@ -13,7 +13,7 @@ from langgraph.types import interrupt
 
 from loopengt.graph.calls import Calls, Work
 from loopengt.graph.context import CompileContext, step_gate
-from loopengt.graph.gates import evaluate_gate
+from loopengt.graph.gates import evaluate_gate, load_verifier
 from loopengt.graph.policy import (
     budget_stop,
     failed_call,
@@ -65,6 +65,12 @@ class StepTurn(AgentTurn):
         self.variables = variables
         self.extra_prompt = extra_prompt
         self.gate = step_gate(ctx.spec, step)
+        # a plugin verifier loads when the graph compiles: a missing one fails before any call
+        self.verifier = (
+            load_verifier(self.gate.verifier)
+            if self.gate is not None and self.gate.verifier is not None
+            else None
+        )
         self.approval = next((a for a in ctx.spec.policy.approvals if a.step == step.name), None)
         self.system = SystemMessage(describe_agent(agent))
 
@@ -156,6 +162,7 @@ class StepTurn(AgentTurn):
                 judge=self.ctx.model_for(judge_agent),
                 calls=calls,
                 goal=self.ctx.spec.goal,
+                verifier=self.verifier,
             )
         except Exception as exc:  # an llm_judge's model call fails like the step's own
             what = f"gate on step {self.step.name!r}"

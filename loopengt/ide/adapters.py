@@ -37,16 +37,22 @@ class Target:
     command: str
     """The executable that starts loopengt, as the IDE will run it."""
     args: tuple[str, ...]
-    """Its arguments, ending in `mcp serve`."""
+    """Its arguments, ending in `mcp serve` (`stdio` adds `--root` for a project)."""
     skills: tuple[Skill, ...]
 
     @property
     def base(self) -> Path:
         return self.home if self.global_ else self.root
 
-    def stdio(self, **extra: Any) -> dict[str, Any]:
-        """The server entry most IDEs share: `command` and `args`, plus ``extra``."""
-        return {**extra, "command": self.command, "args": list(self.args)}
+    def stdio(self, *, user_file: bool = False, **extra: Any) -> dict[str, Any]:
+        """The server entry most IDEs share: `command` and `args`, plus ``extra``. A project
+        install names the project with `--root`, since IDEs differ in the folder they start
+        a server in; a user-level file (``user_file``, or `--global`) serves whatever folder
+        the IDE starts it in."""
+        args = list(self.args)
+        if not (self.global_ or user_file):
+            args += ["--root", str(self.root)]
+        return {**extra, "command": self.command, "args": args}
 
 
 @dataclass(frozen=True)
@@ -224,7 +230,7 @@ def _antigravity(t: Target) -> list[Change]:
         else t.root / ".agents" / "workflows"
     )
     return [
-        json_entry(*_antigravity_config(t), t.stdio()),
+        json_entry(*_antigravity_config(t), t.stdio(user_file=True)),
         *(
             owned(workflows / f"{s.name}.md", frontmatter(description=s.description) + s.body)
             for s in t.skills
