@@ -24,7 +24,7 @@ def init(
     ),
 ) -> None:
     """Create .loopengt/ (config.toml, prompts/, templates/) without overwriting anything;
-    with --ide, merge loopengt into that IDE's configuration."""
+    with --ide, merge loopengt into that IDE's configuration (with --global, only that)."""
     from loopengt.project import init_project
 
     if global_ and not ide:
@@ -34,11 +34,12 @@ def init(
         from loopengt.ide import install
 
         installed = install(ide, directory, global_=global_)
-    report = init_project(directory)
-    for path in report.created:
-        console.print(f"[green]created[/] {path}")
-    for path in report.kept:
-        console.print(f"[dim]exists[/]  {path}")
+    if not global_:  # --global configures the user's IDE, not this folder
+        report = init_project(directory)
+        for path in report.created:
+            console.print(f"[green]created[/] {path}")
+        for path in report.kept:
+            console.print(f"[dim]exists[/]  {path}")
     for item in installed:
         console.print(f"\n[bold]{item.adapter.title}[/]")
         for change in item.changes:

@@ -118,37 +118,69 @@ def _json_object(text: str | None) -> dict[str, Any]:
 
 def toml_entry(path: Path, keys: tuple[str, ...], value: Mapping[str, Any]) -> Change:
     """``value`` as the table at ``keys`` (e.g. `mcp_servers`, `loopengt`) of a TOML file,
-    with every other table, key and comment kept as written (tomlkit round-trips them)."""
+    with every other table, key and comment kept as written (tomlkit round-trips them).
+
+    TOML can spell the same data as `[a.b]` tables, dotted keys or inline tables, and a table
+    inserted in the wrong place silently adopts the keys below it. So every candidate text
+    is parsed back and must equal the old data plus the entry, or the file is refused."""
+    import tomllib
+
     import tomlkit
     from tomlkit.exceptions import TOMLKitError
 
     try:
         old = _read(path)
-        doc = tomlkit.parse(old or "")
+        data = tomlkit.parse(old or "").unwrap()
     except _Refused as exc:
         return Change(path, "refused", reason=str(exc))
     except TOMLKitError as exc:
         return Change(path, "refused", reason=f"not valid TOML ({exc})")
+    node: Any = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            return Change(path, "refused", reason=f"{key!r} is not a table")
+    if node.get(keys[-1]) == dict(value):
+        return Change(path, "unchanged")
+    node[keys[-1]] = dict(value)
+    for render in (_toml_nested, _toml_appended):
+        try:
+            text = render(old or "", keys, value)
+            if tomllib.loads(text) == data:
+                return _change(path, old, text)
+        except (TOMLKitError, tomllib.TOMLDecodeError, ValueError, TypeError):
+            continue
+    return Change(
+        path, "refused", reason=f"cannot add [{'.'.join(keys)}] without changing other keys"
+    )
+
+
+def _toml_nested(old: str, keys: tuple[str, ...], value: Mapping[str, Any]) -> str:
+    """The entry as a table inside the existing ones (inline if its parent is inline)."""
+    import tomlkit
+    from tomlkit.items import InlineTable
+
+    doc = tomlkit.parse(old)
     node: Any = doc
     for key in keys[:-1]:
         if key not in node:
             node[key] = tomlkit.table(is_super_table=True)
         node = node[key]
-        if not isinstance(node, dict):
-            return Change(path, "refused", reason=f"{key!r} is not a table")
-    current = node.get(keys[-1])
-    if current is not None and _plain(current) == _plain(value):
-        return Change(path, "unchanged")
-    table = tomlkit.table()
-    for name, item in value.items():
-        table[name] = item
-    node[keys[-1]] = table
-    return _change(path, old, tomlkit.dumps(doc))
+    entry = tomlkit.inline_table() if isinstance(node, InlineTable) else tomlkit.table()
+    entry.update(value)
+    node[keys[-1]] = entry
+    return tomlkit.dumps(doc)
 
 
-def _plain(value: Any) -> Any:
-    unwrap = getattr(value, "unwrap", None)
-    return unwrap() if callable(unwrap) else dict(value)
+def _toml_appended(old: str, keys: tuple[str, ...], value: Mapping[str, Any]) -> str:
+    """The entry as a `[a.b]` table at the end: valid after dotted keys defining `a`."""
+    import tomlkit
+
+    nested: dict[str, Any] = dict(value)
+    for key in reversed(keys):
+        nested = {key: nested}
+    text = old.rstrip("\n")
+    return (text + "\n\n" if text else "") + tomlkit.dumps(nested)
 
 
 def markdown_section(path: Path, body: str) -> Change:
