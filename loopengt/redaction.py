@@ -35,7 +35,11 @@ def redact(value: Any, known: Sequence[str] | None = None) -> Any:
         for secret in known:
             if secret in value:
                 value = value.replace(secret, REDACTED)
-        return _BEARER.sub(rf"\g<1>{REDACTED}", _SK_KEY.sub(REDACTED, value))
+        if "sk-" in value:  # a substring test first: most strings hold neither pattern
+            value = _SK_KEY.sub(REDACTED, value)
+        if "Bearer" in value:
+            value = _BEARER.sub(rf"\g<1>{REDACTED}", value)
+        return value
     if isinstance(value, Mapping):
         return {redact(k, known): redact(v, known) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -32,8 +32,9 @@ class TraceRecorder:
         self.jsonl_path = self.runs_dir / f"{run_id}.jsonl"
         self.json_path = self.runs_dir / f"{run_id}.json"
         self.runs_dir.mkdir(parents=True, exist_ok=True)
-        earlier = read_events(self.jsonl_path) if self.jsonl_path.exists() else []
-        self.session = 1 + sum(1 for e in earlier if e.get("kind") == EventKind.RUN_START)
+        self._lines = read_events(self.jsonl_path) if self.jsonl_path.exists() else []
+        """Every line of the file: earlier sessions' as read, this one's as written."""
+        self.session = 1 + sum(1 for e in self._lines if e.get("kind") == EventKind.RUN_START)
         self._secrets = secret_values()
         self._lock = threading.Lock()
         self._file: IO[str] | None = None
@@ -50,6 +51,7 @@ class TraceRecorder:
                 self._file = self.jsonl_path.open("a", encoding="utf-8")
             self._file.write(dumps_line(line))
             self._file.flush()  # in the OS now: survives a SIGKILL of this process
+            self._lines.append(line)
 
     def close(self) -> None:
         with self._lock:
@@ -66,16 +68,16 @@ class TraceRecorder:
     ) -> Path:
         """Write `runs/<run_id>.json` from the session's lines (after its `run_end`)."""
         self.close()
-        events = read_events(self.jsonl_path)
-        end = next((e for e in reversed(events) if e.get("kind") == EventKind.RUN_END), {})
+        end = next((e for e in reversed(self._lines) if e.get("kind") == EventKind.RUN_END), {})
         trace = summarize(
-            events,
+            self._lines,
             run_id=self.run_id,
             spec=self.spec_name,
             status=status,
-            stop_reason=stop_reason,
+            stop_reason=redact(stop_reason, self._secrets),
             outputs=end.get("outputs"),  # as written: redacted, plain JSON
             usage=usage,
         )
-        write_atomically(self.json_path, dumps_line(redact(trace, self._secrets)))
+        # built from lines redacted when written, and the reason redacted above
+        write_atomically(self.json_path, dumps_line(trace))
         return self.json_path

@@ -1,0 +1,181 @@
+"""How long the `loopengt` command takes: start-up, a replayed run, validate, and compile.
+
+    uv run python benchmarks/cli_timings.py [--quick] [--json]
+
+Run it after ``uv sync --compile-bytecode``: with ``PYTHONDONTWRITEBYTECODE=1`` set (as on
+some machines) nothing else writes the ``.pyc`` files, and every process would then compile
+its imports from source, which is not what a user's installed command does.
+
+Each process figure is the median wall time of N fresh processes (the venv's ``loopengt``
+script next to ``sys.executable``, or ``python -m loopengt`` without one), started in a
+temporary project folder (so ``.loopengt/`` lands there) after one untimed warm-up, the
+baseline interleaved with it (A/B, B/A, ...) so drift hits both alike. Rows:
+
+- ``help_cold_start``: ``loopengt --help``; baseline ``python -c pass``. Target ≤ 0.3 s.
+- ``run_replay_process``: ``loopengt run spec.yaml --replay cassette.yaml`` of a 3-step
+  sequential spec (the cassette recorded first with ``--model test --record``, not timed):
+  the whole run, checkpointed on SQLite and traced. Baseline ``python -c "import
+  langgraph.graph"``, what any LangGraph program pays before its first node. Target ≤ 1.0×.
+- ``validate_40_steps``: ``loopengt validate`` of a 40-step sequential spec. Target ≤ 0.6 s.
+- ``compile_200_steps``: in this process, ``compile_spec(load_spec_text(text), models=m)``
+  of a 200-step sequential spec; baseline the same for 50 steps. Target ≤ 0.5 s.
+- ``compile_growth_50_to_200``: t(200) / t(50), for 4× the steps. Target ≤ 4.5 (linear).
+
+N is 15 (start-up), 10 (run, validate) and 7 (compile); ``--quick`` (a CI smoke test: 3, 2,
+2 and 2, no verdict) only proves the script works. ``--json`` prints only the rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from common import Row, chain_spec, emit, instant_model
+
+HELP_TARGET, RUN_TARGET, VALIDATE_TARGET = 0.3, 1.0, 0.6
+COMPILE_TARGET, GROWTH_TARGET = 0.5, 4.5
+FULL = {"help": 15, "run": 10, "validate": 10, "compile": 7}
+QUICK = {"help": 3, "run": 2, "validate": 2, "compile": 2}
+
+
+class Broken(Exception):
+    """Something the benchmark needs did not work: exit 1, not a missed target."""
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def loopengt_command() -> list[str]:
+    script = Path(sys.executable).with_name("loopengt")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "loopengt"]
+
+
+def run_once(argv: Sequence[str], cwd: Path) -> float:
+    """Wall seconds of one process; a non-zero exit is a broken benchmark."""
+    started = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=300)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise Broken(f"`{' '.join(argv)}` exited {done.returncode}:\n{done.stderr[-2000:]}")
+    return wall
+
+
+def process_medians(
+    argv: Sequence[str], baseline: Sequence[str] | None, n: int, cwd: Path
+) -> tuple[float, float | None]:
+    """Median wall time of ``argv`` (and of ``baseline``), after a warm-up, interleaved."""
+    sides = [argv] if baseline is None else [argv, baseline]
+    times: list[list[float]] = [[] for _ in sides]
+    for side in sides:
+        run_once(side, cwd)  # warm-up: the OS page cache, not timed
+    for i in range(n):
+        order = range(len(sides)) if i % 2 == 0 else reversed(range(len(sides)))
+        for j in order:
+            times[j].append(run_once(sides[j], cwd))
+    medians = [statistics.median(t) for t in times]
+    return medians[0], (medians[1] if baseline is not None else None)
+
+
+def compile_median(steps: int, n: int) -> float:
+    """Median seconds to load and compile a ``steps``-step sequential spec, in-process."""
+    from loopengt import compile_spec
+    from loopengt.spec import load_spec_text
+
+    text, model = chain_spec(steps), instant_model()
+    times = []
+    for _ in range(n):
+        gc.collect()
+        started = time.perf_counter()
+        compile_spec(load_spec_text(text), models=model)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def measure(quick: bool, project: Path) -> list[Row]:
+    counts, judged = QUICK if quick else FULL, not quick
+    cli, python = loopengt_command(), sys.executable
+    rows: list[Row] = []
+    steps: list[tuple[str, Callable[[], None]]] = []
+
+    def help_row() -> None:
+        value, base = process_medians(
+            [*cli, "--help"], [python, "-c", "pass"], counts["help"], project
+        )
+        rows.append(Row("help_cold_start", "s", base, value, HELP_TARGET, "value<=", judged=judged))
+
+    def run_row() -> None:
+        (project / "spec.yaml").write_text(chain_spec(3))
+        record = [*cli, "run", "spec.yaml", "--model", "test", "--record", "cassette.yaml"]
+        run_once(record, project)
+        if not (project / "cassette.yaml").exists():
+            raise Broken("`loopengt run --record cassette.yaml` wrote no cassette")
+        replay = [*cli, "run", "spec.yaml", "--replay", "cassette.yaml"]
+        imports = [python, "-c", "import langgraph.graph"]
+        value, base = process_medians(replay, imports, counts["run"], project)
+        assert base is not None
+        note = f"loopengt run {value:.3f} s, import langgraph.graph {base:.3f} s"
+        rows.append(
+            Row("run_replay_process", "s", base, value, RUN_TARGET, note=note, judged=judged)
+        )
+
+    def validate_row() -> None:
+        (project / "spec40.yaml").write_text(chain_spec(40))
+        value, _ = process_medians(
+            [*cli, "validate", "spec40.yaml"], None, counts["validate"], project
+        )
+        rows.append(
+            Row("validate_40_steps", "s", None, value, VALIDATE_TARGET, "value<=", judged=judged)
+        )
+
+    def compile_rows() -> None:
+        compile_median(3, 1)  # warm-up: imports and caches
+        t50, t200 = compile_median(50, counts["compile"]), compile_median(200, counts["compile"])
+        rows.append(
+            Row("compile_200_steps", "s", t50, t200, COMPILE_TARGET, "value<=", judged=judged)
+        )
+        note = f"t50 {t50 * 1e3:.1f} ms, t200 {t200 * 1e3:.1f} ms"
+        rows.append(
+            Row(
+                "compile_growth_50_to_200",
+                "×",
+                None,
+                t200 / t50,
+                GROWTH_TARGET,
+                "value<=",
+                note,
+                judged,
+            )
+        )
+
+    steps += [("help", help_row), ("run --replay", run_row), ("validate", validate_row)]
+    steps.append(("compile", compile_rows))
+    for what, step in steps:
+        log(f"measuring {what} ...")
+        step()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="CI smoke: tiny counts, no verdict")
+    parser.add_argument("--json", action="store_true", help="print only the rows, as JSON")
+    args = parser.parse_args()
+    try:
+        with tempfile.TemporaryDirectory(prefix="loopengt-cli-") as tmp:
+            rows = measure(args.quick, Path(tmp))
+    except (Broken, subprocess.TimeoutExpired) as exc:
+        log(f"cli_timings: broken: {exc}")
+        sys.exit(1)
+    emit(rows, args.json)
+
+
+if __name__ == "__main__":
+    main()
