@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from common import Row, chain_spec, emit, instant_model
@@ -99,67 +99,58 @@ def compile_median(steps: int, n: int) -> float:
     return statistics.median(times)
 
 
+def help_rows(cli: list[str], n: int, project: Path, judged: bool) -> list[Row]:
+    value, base = process_medians([*cli, "--help"], [sys.executable, "-c", "pass"], n, project)
+    return [Row("help_cold_start", "s", base, value, HELP_TARGET, "value<=", judged=judged)]
+
+
+def run_rows(cli: list[str], n: int, project: Path, judged: bool) -> list[Row]:
+    (project / "spec.yaml").write_text(chain_spec(3))
+    run_once([*cli, "run", "spec.yaml", "--model", "test", "--record", "cassette.yaml"], project)
+    if not (project / "cassette.yaml").exists():
+        raise Broken("`loopengt run --record cassette.yaml` wrote no cassette")
+    replay = [*cli, "run", "spec.yaml", "--replay", "cassette.yaml"]
+    imports = [sys.executable, "-c", "import langgraph.graph"]
+    value, base = process_medians(replay, imports, n, project)
+    note = f"loopengt run {value:.3f} s, import langgraph.graph {base or 0:.3f} s"
+    return [Row("run_replay_process", "s", base, value, RUN_TARGET, note=note, judged=judged)]
+
+
+def validate_rows(cli: list[str], n: int, project: Path, judged: bool) -> list[Row]:
+    (project / "spec40.yaml").write_text(chain_spec(40))
+    value, _ = process_medians([*cli, "validate", "spec40.yaml"], None, n, project)
+    return [Row("validate_40_steps", "s", None, value, VALIDATE_TARGET, "value<=", judged=judged)]
+
+
+def compile_rows(n: int, judged: bool) -> list[Row]:
+    compile_median(3, 1)  # warm-up: imports and caches
+    t50, t200 = compile_median(50, n), compile_median(200, n)
+    note = f"t50 {t50 * 1e3:.1f} ms, t200 {t200 * 1e3:.1f} ms"
+    return [
+        Row("compile_200_steps", "s", t50, t200, COMPILE_TARGET, "value<=", judged=judged),
+        Row(
+            "compile_growth_50_to_200",
+            "×",
+            None,
+            t200 / t50,
+            GROWTH_TARGET,
+            "value<=",
+            note,
+            judged,
+        ),
+    ]
+
+
 def measure(quick: bool, project: Path) -> list[Row]:
-    counts, judged = QUICK if quick else FULL, not quick
-    cli, python = loopengt_command(), sys.executable
-    rows: list[Row] = []
-    steps: list[tuple[str, Callable[[], None]]] = []
-
-    def help_row() -> None:
-        value, base = process_medians(
-            [*cli, "--help"], [python, "-c", "pass"], counts["help"], project
-        )
-        rows.append(Row("help_cold_start", "s", base, value, HELP_TARGET, "value<=", judged=judged))
-
-    def run_row() -> None:
-        (project / "spec.yaml").write_text(chain_spec(3))
-        record = [*cli, "run", "spec.yaml", "--model", "test", "--record", "cassette.yaml"]
-        run_once(record, project)
-        if not (project / "cassette.yaml").exists():
-            raise Broken("`loopengt run --record cassette.yaml` wrote no cassette")
-        replay = [*cli, "run", "spec.yaml", "--replay", "cassette.yaml"]
-        imports = [python, "-c", "import langgraph.graph"]
-        value, base = process_medians(replay, imports, counts["run"], project)
-        assert base is not None
-        note = f"loopengt run {value:.3f} s, import langgraph.graph {base:.3f} s"
-        rows.append(
-            Row("run_replay_process", "s", base, value, RUN_TARGET, note=note, judged=judged)
-        )
-
-    def validate_row() -> None:
-        (project / "spec40.yaml").write_text(chain_spec(40))
-        value, _ = process_medians(
-            [*cli, "validate", "spec40.yaml"], None, counts["validate"], project
-        )
-        rows.append(
-            Row("validate_40_steps", "s", None, value, VALIDATE_TARGET, "value<=", judged=judged)
-        )
-
-    def compile_rows() -> None:
-        compile_median(3, 1)  # warm-up: imports and caches
-        t50, t200 = compile_median(50, counts["compile"]), compile_median(200, counts["compile"])
-        rows.append(
-            Row("compile_200_steps", "s", t50, t200, COMPILE_TARGET, "value<=", judged=judged)
-        )
-        note = f"t50 {t50 * 1e3:.1f} ms, t200 {t200 * 1e3:.1f} ms"
-        rows.append(
-            Row(
-                "compile_growth_50_to_200",
-                "×",
-                None,
-                t200 / t50,
-                GROWTH_TARGET,
-                "value<=",
-                note,
-                judged,
-            )
-        )
-
-    steps += [("help", help_row), ("run --replay", run_row), ("validate", validate_row)]
-    steps.append(("compile", compile_rows))
-    for what, step in steps:
-        log(f"measuring {what} ...")
-        step()
+    counts, judged, cli = QUICK if quick else FULL, not quick, loopengt_command()
+    log("measuring loopengt --help ...")
+    rows = help_rows(cli, counts["help"], project, judged)
+    log("measuring loopengt run --replay ...")
+    rows += run_rows(cli, counts["run"], project, judged)
+    log("measuring loopengt validate ...")
+    rows += validate_rows(cli, counts["validate"], project, judged)
+    log("measuring compile_spec ...")
+    rows += compile_rows(counts["compile"], judged)
     return rows
 
 

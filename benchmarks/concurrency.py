@@ -39,25 +39,21 @@ import os
 import statistics
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import types
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypedDict
+from typing import Any
 
+from common import Row, chain_spec, chain_topology, compiled, emit, hand_graph
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
-from langgraph.graph import END, START, StateGraph
 
 WALL_TARGET = 1.3  # loopengt wall time / hand-written wall time
 RSS_TARGET_MB = 50.0  # loopengt's RSS growth over the runs
 QUICK_RUNS, QUICK_REPEATS = 20, 1
 SIDES = ("loopengt", "hand-written")
-GOAL = "Benchmark concurrent runs."
-INSTRUCTIONS = "You work."
 # -- the model -----------------------------------------------------------------------------
 
 
@@ -120,66 +116,17 @@ def make_model(delay: float) -> BaseChatModel:
     return counted(delay=delay)  # type: ignore[no-any-return]
 
 
-# -- the two graphs ------------------------------------------------------------------------
+# -- the two graphs: common.chain_spec compiled, and common.hand_graph (async nodes) ----------
 
 
 def step_names(steps: int) -> list[str]:
-    return [f"s{i}" for i in range(1, steps + 1)]
+    return list(chain_topology(steps))
 
 
-def chain_spec(steps: int) -> str:
-    lines = []
-    for i, name in enumerate(step_names(steps)):
-        after = f", depends_on: [s{i}]" if i else ""
-        lines.append(f"  - {{name: {name}{after}, description: Step {name}.}}")
-    return textwrap.dedent(f"""
-        name: concurrency
-        goal: {GOAL}
-        agents: [{{name: worker, instructions: {INSTRUCTIONS}}}]
-        policy: {{max_turns: {steps * 10}}}
-        steps:
-    """) + "\n".join(lines)
-
-
-def compiled_graph(steps: int, model: BaseChatModel) -> Any:
-    from loopengt import compile_spec
-    from loopengt.spec import load_spec_text
-
-    return compile_spec(load_spec_text(chain_spec(steps)), models=model)
-
-
-def merge(left: dict[str, str] | None, right: dict[str, str] | None) -> dict[str, str]:
-    return {**(left or {}), **(right or {})}
-
-
-class HandState(TypedDict, total=False):
-    input: dict[str, Any]
-    outputs: Annotated[dict[str, str], merge]
-
-
-def hand_node(
-    name: str, dep: str | None, model: BaseChatModel
-) -> Callable[[dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]]:
-    async def node(state: dict[str, Any]) -> dict[str, Any]:
-        parts = [f"Goal: {GOAL}", f"Your task ({name}): Step {name}."]
-        parts.append(f"Run input:\n{json.dumps(state['input'])}")
-        if dep is not None:
-            parts.append(f"Result of step {dep!r}:\n{(state.get('outputs') or {}).get(dep, '')}")
-        reply = await model.ainvoke([SystemMessage(INSTRUCTIONS), HumanMessage("\n\n".join(parts))])
-        return {"outputs": {name: str(reply.text)}}
-
-    return node
-
-
-def hand_graph(steps: int, model: BaseChatModel) -> Any:
-    graph: Any = StateGraph(HandState)
-    previous = None
-    for name in step_names(steps):
-        graph.add_node(name, hand_node(name, previous, model))
-        graph.add_edge(previous or START, name)
-        previous = name
-    graph.add_edge(previous, END)
-    return graph.compile()
+def build(side: str, steps: int, model: BaseChatModel) -> Any:
+    if side == "loopengt":
+        return compiled(chain_spec(steps), model)
+    return hand_graph(chain_topology(steps), model, is_async=True)
 
 
 # -- one side in its own process -----------------------------------------------------------
@@ -226,7 +173,7 @@ async def timed_runs(graph: Any, runs: int, steps: int) -> float:
 def worker(side: str, runs: int, steps: int, delay: float) -> dict[str, Any]:
     """Compile (or build) the graph, then time ``runs`` concurrent runs; RSS in kB."""
     model = make_model(delay)
-    graph = compiled_graph(steps, model) if side == "loopengt" else hand_graph(steps, model)
+    graph = build(side, steps, model)
     gc.collect()
     rss_before = proc_status_kb("VmRSS")
     peak_reset = reset_peak_rss()
@@ -293,27 +240,27 @@ def measure(runs: int, steps: int, delay: float, repeats: int) -> dict[str, dict
     return {side: summarise(samples[side]) for side in SIDES}
 
 
-def rows(result: dict[str, dict[str, Any]], judge: bool) -> list[dict[str, Any]]:
+def rows(result: dict[str, dict[str, Any]], judge: bool) -> list[Row]:
     mine, hand = result["loopengt"], result["hand-written"]
-    ratio = mine["median"] / hand["median"]
-    rss_ratio = mine["growth_mb"] / hand["growth_mb"] if hand["growth_mb"] > 0 else None
     return [
-        {
-            "name": "wall_s",
-            "baseline": round(hand["median"], 4),
-            "value": round(mine["median"], 4),
-            "ratio": round(ratio, 3),
-            "target": WALL_TARGET,
-            "pass": ratio <= WALL_TARGET if judge else None,
-        },
-        {  # the target is on value (MB), not on the ratio
-            "name": "rss_growth_mb",
-            "baseline": round(hand["growth_mb"], 2),
-            "value": round(mine["growth_mb"], 2),
-            "ratio": None if rss_ratio is None else round(rss_ratio, 3),
-            "target": RSS_TARGET_MB,
-            "pass": mine["growth_mb"] <= RSS_TARGET_MB if judge else None,
-        },
+        Row(
+            "concurrent_200_wall",
+            "s",
+            hand["median"],
+            mine["median"],
+            WALL_TARGET,
+            judged=judge,
+            note=f"{mine['in_flight']} calls in flight",
+        ),
+        Row(
+            "concurrent_200_rss_growth",
+            "MB",
+            hand["growth_mb"],
+            mine["growth_mb"],
+            RSS_TARGET_MB,
+            compare="value<=",
+            judged=judge,
+        ),
     ]
 
 
@@ -386,7 +333,7 @@ def main() -> None:
     result = measure(args.runs, args.steps, args.delay, args.repeats)
     judge = not args.quick
     if args.json:
-        print(json.dumps(rows(result, judge), indent=2))
+        emit(rows(result, judge), as_json=True)
     else:
         print_table(result, args, judge)
 

@@ -22,11 +22,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from common import Row, emit
 
 from loopengt.config import Config
 from loopengt.evals.suite import arun_dataset
@@ -88,6 +89,7 @@ def main() -> None:
     if args.quick:
         args.cases = 8
     rows = []
+    judged = not args.quick
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         dataset = write_project(root, args.cases, args.steps)
@@ -95,41 +97,15 @@ def main() -> None:
         asyncio.run(timed(root, dataset, model="test", record_dir=tapes, concurrency=10))
         wall, n = asyncio.run(timed(root, dataset, replay_dir=tapes, concurrency=10))
         rows.append(
-            {
-                "name": f"dataset eval, {n} cases on replay cassettes",
-                "baseline": None,
-                "value": round(wall, 3),
-                "ratio": None,
-                "target": "< 10 s",
-                "pass": None if args.quick else wall < 10.0,
-            }
+            Row(f"dataset_eval_{n}_replay", "s", None, wall, 10.0, "value<=", judged=judged)
         )
         model = f"test:delay={args.delay}"
         wall, n = asyncio.run(timed(root, dataset, model=model, concurrency=args.concurrency))
         ideal = n * args.steps * args.delay / args.concurrency
-        rows.append(
-            {
-                "name": (
-                    f"dataset eval, {n} cases x {args.steps} steps, {args.delay * 1000:.0f} ms "
-                    f"model, concurrency {args.concurrency}"
-                ),
-                "baseline": round(ideal, 3),
-                "value": round(wall, 3),
-                "ratio": round(wall / ideal, 3),
-                "target": "≤ 1.5x ideal",
-                "pass": None if args.quick else wall / ideal <= 1.5,
-            }
-        )
-    if args.json:
-        print(json.dumps(rows))
-        return
-    for row in rows:
-        verdict = {True: "met", False: "MISSED", None: "(quick: no verdict)"}[row["pass"]]
-        ratio = (
-            f"  ratio {row['ratio']:.2f}x of ideal {row['baseline']:.2f} s" if row["ratio"] else ""
-        )
-        print(f"{row['name']}: {row['value']:.2f} s{ratio}  target {row['target']}: {verdict}")
-    sys.exit(0)
+        note = f"{n} cases x {args.steps} steps, {args.delay * 1000:.0f} ms calls, "
+        note += f"concurrency {args.concurrency}; baseline = ideal packing"
+        rows.append(Row("dataset_eval_slow_model", "s", ideal, wall, 1.5, note=note, judged=judged))
+    emit(rows, args.json)
 
 
 if __name__ == "__main__":

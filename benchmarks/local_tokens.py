@@ -1,6 +1,6 @@
 """Generated tokens/s of the embedded `local` model through loopengt vs llama-cpp-python.
 
-    uv run python benchmarks/local_tokens.py [--rounds 15] [--max-tokens 128]
+    uv run python benchmarks/local_tokens.py [--rounds 15] [--max-tokens 128] [--quick] [--json]
 
 Three ways to make the same completion (same messages, same max_tokens, temperature 0, so
 each generates the same tokens): (a) calling llama-cpp-python directly,
@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import textwrap
 import time
 from collections.abc import Callable
 
+from common import Row, emit
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from loopengt.compile import compile_spec
@@ -99,7 +101,9 @@ def compiled_runner(max_tokens: int) -> Runner:
     return run
 
 
-def measure(runners: dict[str, Runner], rounds: int, warmup: int = 2) -> dict[str, list[float]]:
+def measure(
+    runners: dict[str, Runner], rounds: int, say: Callable[..., None], warmup: int = 2
+) -> dict[str, list[float]]:
     """Tokens/s of every call, the runners' order rotating from round to round."""
     for _ in range(warmup):
         for run in runners.values():
@@ -112,7 +116,7 @@ def measure(runners: dict[str, Runner], rounds: int, warmup: int = 2) -> dict[st
             generated, seconds = runners[name]()
             rates[name].append(generated / seconds)
             tokens[name].add(generated)
-    print("generated tokens per call:", {name: sorted(t) for name, t in tokens.items()})
+    say("generated tokens per call:", {name: sorted(t) for name, t in tokens.items()})
     return rates
 
 
@@ -120,31 +124,51 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--quick", action="store_true", help="CI smoke: 2 rounds, no verdict")
+    parser.add_argument("--json", action="store_true", help="print only the rows, as JSON")
     args = parser.parse_args()
+    rounds, max_tokens = (2, 16) if args.quick else (args.rounds, args.max_tokens)
     path = local_chat_model().model_path
     runners = {
-        "(a) llama-cpp-python directly": direct_runner(path, args.max_tokens),
-        "(b) ChatLocalLlama.invoke": adapter_runner(args.max_tokens),
-        "(c) compiled one-step spec": compiled_runner(args.max_tokens),
+        "(a) llama-cpp-python directly": direct_runner(path, max_tokens),
+        "(b) ChatLocalLlama.invoke": adapter_runner(max_tokens),
+        "(c) compiled one-step spec": compiled_runner(max_tokens),
     }
-    print(f"model {path}, {os.cpu_count()} threads, max_tokens {args.max_tokens}, temperature 0")
-    print(f"medians of {args.rounds} interleaved rounds after warm-up; target >= {TARGET}x (a)")
-    rates = measure(runners, args.rounds)
-    base = statistics.median(rates["(a) llama-cpp-python directly"])
-    best_base = max(rates["(a) llama-cpp-python directly"])
-    # the best round is the one least disturbed by other processes: a second, steadier view
-    header = f"{'median tok/s':>13}{'p25':>7}{'p75':>7}{'vs (a)':>8}{'best':>7}{'vs (a)':>8}"
-    print(f"\n{'way':<32}{header}")
-    for name, values in rates.items():
-        median, best = statistics.median(values), max(values)
-        p25, _, p75 = statistics.quantiles(values, n=4)
-        ratio = median / base
-        verdict = "" if name.startswith("(a)") else ("  ok" if ratio >= TARGET else "  MISSED")
-        print(
-            f"{name:<32}{median:>13.1f}{p25:>7.1f}{p75:>7.1f}{ratio:>7.2f}x"
-            f"{best:>7.1f}{best / best_base:>7.2f}x{verdict}"
+    say = print if not args.json else lambda *a, **k: print(*a, **k, file=sys.stderr)
+    say(f"model {path}, {os.cpu_count()} threads, max_tokens {max_tokens}, temperature 0")
+    say(f"medians of {rounds} interleaved rounds after warm-up; target >= {TARGET}x (a)")
+    rates = measure(runners, rounds, say)
+    direct = rates["(a) llama-cpp-python directly"]
+    base, best_base = statistics.median(direct), max(direct)
+    if not args.json:
+        # the best round is the one least disturbed by other processes: a steadier view
+        header = f"{'median tok/s':>13}{'p25':>7}{'p75':>7}{'vs (a)':>8}{'best':>7}{'vs (a)':>8}"
+        print(f"\n{'way':<32}{header}")
+        for name, values in rates.items():
+            median, best = statistics.median(values), max(values)
+            p25, _, p75 = statistics.quantiles(values, n=4) if len(values) > 1 else [median] * 3
+            print(
+                f"{name:<32}{median:>13.1f}{p25:>7.1f}{p75:>7.1f}{median / base:>7.2f}x"
+                f"{best:>7.1f}{best / best_base:>7.2f}x"
+            )
+        print(f"(load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())})")
+    rows = [
+        Row(
+            f"local_tokens_per_s_{key}",
+            "tok/s",
+            base,
+            statistics.median(rates[name]),
+            TARGET,
+            "ratio>=",
+            note=note,
+            judged=not args.quick,
         )
-    print(f"(load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())})")
+        for key, name, note in (
+            ("adapter", "(b) ChatLocalLlama.invoke", "ChatLocalLlama vs llama-cpp-python"),
+            ("compiled", "(c) compiled one-step spec", "compiled spec vs llama-cpp-python"),
+        )
+    ]
+    emit(rows, args.json)
 
 
 if __name__ == "__main__":
