@@ -2,9 +2,14 @@
 
     uv run python benchmarks/cli_timings.py [--quick] [--json]
 
-Run it after ``uv sync --compile-bytecode``: with ``PYTHONDONTWRITEBYTECODE=1`` set (as on
-some machines) nothing else writes the ``.pyc`` files, and every process would then compile
-its imports from source, which is not what a user's installed command does.
+Bytecode: a fair measure needs compiled ``.pyc`` files, as an installed command has. ``uv
+sync --compile-bytecode`` compiles the site-packages, but with ``PYTHONDONTWRITEBYTECODE=1``
+set (as on some machines) an editable loopengt's own ``.pyc`` files go missing or stale as
+its sources change, and every process then compiles those modules again. So the processes
+timed here read and write their bytecode under a temporary ``PYTHONPYCACHEPREFIX`` (with
+``PYTHONDONTWRITEBYTECODE`` unset), filled by the untimed warm-up runs (a few seconds,
+once). Running after ``uv sync --compile-bytecode``, as `run_all.py` asks, is harmless but
+no longer needed for these figures.
 
 Each process figure is the median wall time of N fresh processes (the venv's ``loopengt``
 script next to ``sys.executable``, or ``python -m loopengt`` without one), started in a
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
 import subprocess
 import sys
@@ -58,10 +64,19 @@ def loopengt_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "loopengt"]
 
 
+ENV: dict[str, str] = {}
+"""The timed processes' environment (their own bytecode cache): set once by ``main``."""
+
+
+def bytecode_env(pycache: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "PYTHONPYCACHEPREFIX": str(pycache)}
+
+
 def run_once(argv: Sequence[str], cwd: Path) -> float:
     """Wall seconds of one process; a non-zero exit is a broken benchmark."""
     started = time.perf_counter()
-    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(argv, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise Broken(f"`{' '.join(argv)}` exited {done.returncode}:\n{done.stderr[-2000:]}")
@@ -75,7 +90,7 @@ def process_medians(
     sides = [argv] if baseline is None else [argv, baseline]
     times: list[list[float]] = [[] for _ in sides]
     for side in sides:
-        run_once(side, cwd)  # warm-up: the OS page cache, not timed
+        run_once(side, cwd)  # warm-up, not timed: bytecode, the OS page cache
     for i in range(n):
         order = range(len(sides)) if i % 2 == 0 else reversed(range(len(sides)))
         for j in order:
@@ -161,7 +176,9 @@ def main() -> None:
     args = parser.parse_args()
     try:
         with tempfile.TemporaryDirectory(prefix="loopengt-cli-") as tmp:
-            rows = measure(args.quick, Path(tmp))
+            ENV.update(bytecode_env(Path(tmp) / "pycache"))
+            (Path(tmp) / "project").mkdir()
+            rows = measure(args.quick, Path(tmp) / "project")
     except (Broken, subprocess.TimeoutExpired) as exc:
         log(f"cli_timings: broken: {exc}")
         sys.exit(1)

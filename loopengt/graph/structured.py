@@ -12,7 +12,6 @@ import json
 import re
 from typing import Any
 
-import jsonschema
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
@@ -65,6 +64,8 @@ def parse_json(text: str) -> Any:
 
 
 def check(value: Any, schema: dict[str, Any]) -> None:
+    import jsonschema  # ~50 ms: only runs with structured outputs pay for it
+
     try:
         jsonschema.validate(value, schema)
     except jsonschema.ValidationError as exc:
