@@ -92,7 +92,7 @@ def table(rows: list[dict[str, Any]]) -> str:
                 row["name"],
                 _num(row["baseline"], row["unit"]),
                 _num(row["value"], row["unit"]),
-                "-" if row["ratio"] is None else f"{row['ratio']:.2f}×",
+                "-" if row["ratio"] is None else f"{row['ratio']:.3f}×",
                 row["target"],
                 verdict + (f" ({row['note']})" if row.get("note") else ""),
             )
