@@ -60,6 +60,10 @@ def compile_spec(
     ctx = CompileContext(spec, models, cassette, config or Config.load())
     if check_models:
         ctx.check_models()
+    if spec.tools:
+        from loopengt.tools import check_functions
+
+        check_functions(spec.tools)
     module = importlib.import_module(f"loopengt.compilers.{spec.pattern}")
     builder: Graph = module.build(ctx)
     graph = builder.compile(checkpointer=checkpointer, store=store, name=spec.name)

@@ -32,6 +32,22 @@ class RunStatus(StrEnum):
         """Nothing more will happen to the run (failed runs can still be resumed)."""
         return self in (RunStatus.COMPLETED, RunStatus.STOPPED, RunStatus.REJECTED)
 
+    @classmethod
+    def parse(cls, text: str) -> RunStatus:
+        """The status ``text`` names, exactly or as the prefix of one (`waiting`); a
+        `UserInputError` listing the statuses otherwise."""
+        from loopengt.errors import UserInputError
+
+        wanted = text.strip().lower().replace("-", "_")
+        found = [s for s in cls if s.value == wanted] or [
+            s for s in cls if wanted and s.value.startswith(wanted)
+        ]
+        if len(found) == 1:
+            return found[0]
+        names = ", ".join(s.value for s in cls)
+        what = "is ambiguous" if found else "is not a run status"
+        raise UserInputError(f"status {text!r} {what}; use one of {names}")
+
 
 # gravest last: parallel branches may end differently, the run takes the gravest
 SEVERITY = (

@@ -189,7 +189,7 @@ def _summary(result: Any) -> None:
             f"reject:  loopengt reject {result.run_id} [--comment TEXT]",
             markup=False,
         )
-    elif result.status == "failed":
+    elif result.status == "failed" and not result.bad_input:
         err_console.print(f"retry the failed step: loopengt resume {result.run_id}", markup=False)
 
 

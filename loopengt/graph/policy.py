@@ -11,7 +11,7 @@ from typing import Any
 from langchain_core.exceptions import ModelConnectionError, ModelRateLimitError, ModelTimeoutError
 from langgraph.types import RetryPolicy
 
-from loopengt.errors import LoopengtError
+from loopengt.errors import LoopengtError, UserInputError
 from loopengt.graph.calls import StepTimeoutError
 from loopengt.graph.context import CompileContext
 from loopengt.graph.state import LoopState, Update, add_numbers
@@ -35,12 +35,16 @@ def stop(reason: str, status: RunStatus = RunStatus.STOPPED) -> Update:
     return {"stop_reason": reason, "status": status.value}
 
 
-def failure(node: str, reason: str, *, timed_out: bool = False) -> Update:
+def failure(node: str, reason: str, *, timed_out: bool = False, bad_input: bool = False) -> Update:
     """The update of a node that cannot go on: the error is recorded and the run ends,
-    ``stopped`` when a step timeout ran out (a limit of the policy), else ``failed``."""
+    ``stopped`` when a step timeout ran out (a limit of the policy), else ``failed``.
+    ``bad_input``: the cause is the user's input (a replay cassette that does not match),
+    which resuming would meet again: the CLI exits 2 and offers no resume."""
     record: dict[str, Any] = {"step": node, "error": reason}
     if timed_out:
         record["timed_out"] = True
+    if bad_input:
+        record["bad_input"] = True
     status = RunStatus.STOPPED if timed_out else RunStatus.FAILED
     return {"errors": [record], **stop(f"error: {reason}", status)}
 
@@ -83,7 +87,12 @@ def failed_call(exc: Exception, ctx: CompileContext, attempt: int, what: str, no
     if is_transient(exc) and attempt < ctx.spec.policy.retry.attempts:
         raise exc
     reason = f"{what} failed after {attempt} attempt(s): {explain_model_error(exc, ctx.config)}"
-    return failure(node, reason, timed_out=isinstance(exc, StepTimeoutError))
+    return failure(
+        node,
+        reason,
+        timed_out=isinstance(exc, StepTimeoutError),
+        bad_input=isinstance(exc, UserInputError),
+    )
 
 
 def started(ctx: CompileContext, state: LoopState) -> Update:

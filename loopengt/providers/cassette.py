@@ -27,7 +27,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field
 
-from loopengt.errors import LoopengtError, UserInputError
+from loopengt.errors import UserInputError
 from loopengt.graph.structured import supports_json_schema
 from loopengt.redaction import redact
 from loopengt.serialization import jsonable, write_atomically
@@ -243,7 +243,7 @@ class Cassette:
 
     def answer(self, step: str, request: Json) -> Json:
         """The recorded response to ``request``: the first unused call of ``step`` with an
-        equal request; a ``LoopengtError`` naming the step when there is none."""
+        equal request; a ``UserInputError`` naming the step when there is none."""
         with self._lock:
             mine = [i for i, c in enumerate(self.calls) if c["step"] == step]
             unused = [i for i in mine if i not in self._used]
@@ -259,7 +259,7 @@ class Cassette:
             why = "the cassette has no model call for this step"
         else:
             why = difference(self.calls[unused[0]]["request"], request)
-        raise LoopengtError(
+        raise UserInputError(  # the cassette is the run's input: replaying again fails again
             f"replay of {self.path.name}: step {step!r} call {call} does not match the "
             f"cassette ({why}); re-record with --record"
         )

@@ -67,9 +67,24 @@ def prepare_inputs(spec: LoopSpec, given: dict[str, Any]) -> dict[str, Any]:
             if name not in spec.inputs:
                 declared_names = ", ".join(spec.inputs)
                 problems.append(f"unknown input {name!r}; the spec declares: {declared_names}")
+    for key in _mapped_inputs(spec):
+        value = inputs.get(key)
+        if key in inputs and not isinstance(value, list):
+            problems.append(
+                f"input {key!r} is mapped over, so it must be a list (got {type(value).__name__}): "
+                f'pass --input \'{key}=["a", "b"]\''
+            )
     if problems:
         raise UserInputError("\n".join(problems))
     return inputs
+
+
+def _mapped_inputs(spec: LoopSpec) -> list[str]:
+    """The input keys a fan-out maps over (`input.KEY`)."""
+    found = [step.map_over for step in spec.steps if step.map_over]
+    if spec.fan_out is not None and spec.fan_out.map_over:
+        found.append(spec.fan_out.map_over)
+    return [path.partition(".")[2] for path in found if path.startswith("input.")]
 
 
 async def astart_run(
@@ -197,7 +212,7 @@ async def aget_run(
     config = config or Config.load(root)
     async with _existing(run_id, checkpointer, config, check_models=False) as (_, record, _s, g):
         state = await g.aget_state(thread_config(run_id))
-        return _effective(record), dict(state.values)
+        return _progress(_effective(record), dict(state.values)), dict(state.values)
 
 
 def start_run(spec_path: str | os.PathLike[str], **kwargs: Any) -> RunResult:
@@ -239,9 +254,10 @@ def list_runs(
     root: Path | str | None = None,
     config: Config | None = None,
 ) -> list[RunRecord]:
+    wanted = None if status is None else RunStatus.parse(status)  # before opening anything
     with open_storage(checkpointer, config=config or Config.load(root)) as storage:
-        records = [_effective(r) for r in storage.index.runs()]
-    return [r for r in records if status is None or r.status == status]
+        records = [_checkpointed(storage, _effective(r)) for r in storage.index.runs()]
+    return [r for r in records if wanted is None or r.status == wanted]
 
 
 # -- internals -------------------------------------------------------------------------------
@@ -317,6 +333,26 @@ async def _mark_running(storage: Storage, record: RunRecord, seen: dict[str, Any
             "see `loopengt runs`"
         )
     record.status = RunStatus.RUNNING.value
+
+
+def _checkpointed(storage: Storage, record: RunRecord) -> RunRecord:
+    """A run still going, or killed, with the steps and tokens of its last checkpoint: the
+    index is written when a session ends, which a killed process never reaches."""
+    if record.ended_at is not None or record.status not in _UNFINISHED:
+        return record
+    saved = storage.checkpointer.get_tuple(thread_config(record.run_id))
+    return _progress(record, saved.checkpoint.get("channel_values", {}) if saved else {})
+
+
+_UNFINISHED = (RunStatus.RUNNING, RunStatus.INTERRUPTED)
+
+
+def _progress(record: RunRecord, values: dict[str, Any]) -> RunRecord:
+    outputs, usage = values.get("outputs") or {}, values.get("usage") or {}
+    record.steps_done = max(record.steps_done, len(outputs))
+    record.tokens = max(record.tokens, int(usage.get("total_tokens", 0)))
+    record.cost_usd = max(record.cost_usd, float(usage.get("cost_usd", 0.0)))
+    return record
 
 
 def _effective(record: RunRecord) -> RunRecord:

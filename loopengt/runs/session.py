@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loopengt.config import Config
-from loopengt.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, LoopengtError
+from loopengt.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+    LoopengtError,
+)
 from loopengt.runs.index import RunRecord
 from loopengt.runs.storage import Storage
 from loopengt.spec.models import LoopSpec
@@ -29,11 +35,16 @@ class RunResult:
     trace_path: str | None = None
     pending: dict[str, Any] | None = None  # the approval a waiting run asks for
     duration_s: float = 0.0
+    bad_input: bool = False
+    """It failed on the user's input (a cassette that does not match): resuming would fail
+    the same way, so the CLI exits 2 and offers no resume."""
 
     @property
     def exit_code(self) -> int:
         if self.status in (RunStatus.COMPLETED, RunStatus.WAITING_APPROVAL):
             return EXIT_OK
+        if self.bad_input:
+            return EXIT_BAD_INPUT
         if self.status == RunStatus.INTERRUPTED:
             return EXIT_INTERRUPTED
         return EXIT_RUN_FAILED
@@ -83,7 +94,11 @@ async def run_session(
         events.subscribe(session.on_event)
     resumed = graph_input is None or not isinstance(graph_input, dict)
     inputs = record.options.get("inputs")
-    events.publish(EventKind.RUN_START, spec=session.spec.name, input=inputs, resumed=resumed)
+    start: dict[str, Any] = {"spec": session.spec.name, "input": inputs, "resumed": resumed}
+    answer = _approval_answer(graph_input)
+    if answer is not None:
+        start["answer"] = answer
+    events.publish(EventKind.RUN_START, **start)
     run_config = {**(run_config or thread_config(record.run_id)), "callbacks": [events]}
     run_config["metadata"] = {"loopengt_run_id": record.run_id, "loopengt_spec": session.spec.name}
     started = time.monotonic()
@@ -119,6 +134,15 @@ async def run_session(
     if outcome[0] == RunStatus.FAILED:
         raise LoopengtError(f"run {record.run_id} failed: {outcome[1]}") from error
     return result
+
+
+def _approval_answer(graph_input: Any) -> dict[str, Any] | None:
+    """The approval a session continues with (`approve`/`reject`, and the comment), for
+    its trace; None for a fresh run or a plain resume."""
+    resume = getattr(graph_input, "resume", None)
+    if isinstance(resume, dict) and len(resume) == 1 and "approved" not in resume:
+        resume = next(iter(resume.values()))  # {interrupt id: answer}
+    return dict(resume) if isinstance(resume, dict) and "approved" in resume else None
 
 
 async def _finish(
@@ -172,4 +196,5 @@ async def _finish(
         trace_path=str(trace_path),
         pending=pending,
         duration_s=duration,
+        bad_input=any(e.get("bad_input") for e in values.get("errors") or []),
     )

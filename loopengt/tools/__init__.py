@@ -33,6 +33,14 @@ def load_tools(specs: list[ToolSpec], config: Config | None = None) -> list[Base
     return tools
 
 
+def check_functions(specs: list[ToolSpec]) -> None:
+    """Import every `function` tool now: a path that does not import is bad input (exit 2)
+    found when the spec compiles, not a failed step after the first model call."""
+    for spec in specs:
+        if spec.kind == "function":
+            _function_tool(spec)
+
+
 def _load(spec: ToolSpec, config: Config) -> list[BaseTool]:
     if spec.kind == "mcp":
         # imported here: most specs have no MCP tools, and the SDK takes a while to import

@@ -23,6 +23,7 @@ from loopengt.tracing.events import (
 )
 from loopengt.tracing.views import (
     StepView,
+    answer_text,
     fmt_cost,
     fmt_duration,
     fmt_time,
@@ -157,7 +158,8 @@ def note(event: Event) -> str:
     if kind == ERROR:
         return f"**error**: {event.get('error')}"
     if kind == RUN_START:
-        return f"**resumed** (session {event.get('session')}) at {fmt_time(event.get('ts'))}"
+        line = f"**resumed** (session {event.get('session')}) at {fmt_time(event.get('ts'))}"
+        return line + answer_text(event.get("answer"))
     if kind == RUN_END:
         return f"**session {event.get('session')} ended**: {event.get('status')}"
     return f"**{kind}**"

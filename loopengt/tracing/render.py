@@ -31,6 +31,7 @@ from loopengt.tracing.events import (
 )
 from loopengt.tracing.views import (
     StepView,
+    answer_text,
     first_line,
     fmt_cost,
     fmt_duration,
@@ -155,7 +156,8 @@ def event_line(event: Event) -> str:
     if kind == ERROR:
         return f"[red]error[/]: {escape(first_line(event.get('error'), 160))}"
     if kind == RUN_START:
-        return f"[cyan]↪ resumed[/] (session {event.get('session')}) at {fmt_time(event['ts'])}"
+        line = f"[cyan]↪ resumed[/] (session {event.get('session')}) at {fmt_time(event['ts'])}"
+        return line + escape(answer_text(event.get("answer")))
     if kind == RUN_END:
         status = status_text(event.get("status"))
         return f"[dim]session {event.get('session')} ended[/]: {status}"

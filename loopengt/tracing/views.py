@@ -155,3 +155,12 @@ def model_label(call: Event) -> str:
 
 def tool_label(call: Event) -> str:
     return str(call.get("name") or "tool")
+
+
+def answer_text(answer: Any) -> str:
+    """`: approved ("looks fine")` for a session that answered an approval, else ''."""
+    if not isinstance(answer, dict):
+        return ""
+    verdict = "approved" if answer.get("approved") else "rejected"
+    comment = answer.get("comment")
+    return f": {verdict}" + (f" ({comment!r})" if comment else "")
