@@ -6,8 +6,9 @@ A turn, in order:
 
 1. nothing if the run already stopped (a node reached after a stop did no work);
 2. the run's start time, when a total time limit needs it;
-3. the stops a turn makes before calling a model: turn limit, total time, budget, then the
-   pattern's own (an approval, the supervisor's decision limit);
+3. the stops a turn makes before calling a model: the pattern's own limit (the supervisor's
+   decisions), the policy's turn limit, total time and budget, then the pattern's halt (an
+   approval);
 4. the work: model calls (with the step timeout, structured-output repair, the tool loop);
    a failed call is retried by LangGraph's RetryPolicy while attempts remain, then ends the
    run with the reason;
@@ -65,6 +66,11 @@ class AgentTurn:
         return {"loopengt_agent": self.agent.name}
 
     # -- what a pattern configures ---------------------------------------------------------------
+    def limit(self, state: LoopState) -> Update | None:
+        """The pattern's own limit, checked before the policy's: when both are reached at
+        once, the stop names the narrower one (the supervisor's decisions)."""
+        return None
+
     def halt(self, state: LoopState) -> Update | None:
         """The pattern's own stop before any model call (after the policy's)."""
         return None
@@ -87,7 +93,7 @@ class AgentTurn:
         if state.get("stop_reason"):
             return self.ended({})
         first = started(self.ctx, state)
-        halted = policy_halt(self.ctx, state) or self.halt(state)
+        halted = self.limit(state) or policy_halt(self.ctx, state) or self.halt(state)
         if halted:
             return self.ended({**first, **halted})
         update: Update = {**first, "turns": 1, "visits": {self.name: 1}}

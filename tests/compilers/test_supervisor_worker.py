@@ -115,6 +115,17 @@ def test_supervisor_max_turns_stops_cleanly_and_keeps_outputs() -> None:
     assert boss.calls == 2  # the stopping decision made no model call
 
 
+def test_when_both_limits_are_reached_the_supervisors_is_named() -> None:
+    # supervisor.max_turns 2 and policy.max_turns 4 run out together, before decision 3
+    spec = TEAM.replace("max_turns: 6", "max_turns: 2").replace("max_turns: 20", "max_turns: 4")
+    boss = fake(route("researcher", "more"))
+    researcher = fake("fact one", "fact two")
+    _, state = run(team(boss, spec, researcher=researcher), {"input": {}})
+
+    assert state["turns"] == 4
+    assert state["stop_reason"] == "max_turns: the supervisor reached its limit of 2 decisions"
+
+
 def test_policy_max_turns_counts_every_agent_turn() -> None:
     spec = TEAM.replace("max_turns: 6", "max_turns: 50").replace("max_turns: 20", "max_turns: 3")
     boss = fake(route("researcher", "more"))
