@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from loopengt.errors import UserInputError
-from loopengt.project import STATE_DIR
+from loopengt.project import STATE_DIR, find_project
 
 CONFIG_FILE = f"{STATE_DIR}/config.toml"
 DEFAULT_TRACE_CHARS = 4000
@@ -52,10 +52,11 @@ class Config:
 
     @classmethod
     def load(cls, root: Path | str | None = None) -> Config:
-        """The configuration of the project at ``root`` (default: the working directory);
+        """The configuration of the project at ``root`` (default: `find_project`, the nearest
+        folder upwards holding `.loopengt/`);
         no file means defaults. A file that is not valid TOML, or a section that is not a
         table, is a `UserInputError` naming the file."""
-        base = Path(root) if root is not None else Path.cwd()
+        base = Path(root) if root is not None else find_project()
         path = base / CONFIG_FILE
         data = _read(path)
         sections = {name: _table(data, name) for name in cls._SECTIONS}

@@ -26,6 +26,26 @@ CONFIG_TOML = """\
 """
 
 
+PROJECT_ENV = "LOOPENGT_PROJECT"
+"""Names the project folder (`loopengt --project DIR` sets it for the command)."""
+
+
+def find_project(start: Path | None = None) -> Path:
+    """The project a command in ``start`` (default: the working directory) works on:
+    `LOOPENGT_PROJECT` if set, else the nearest folder upwards holding `.loopengt/` (as git
+    finds `.git/`), else ``start`` itself (where a first run creates `.loopengt/`)."""
+    import os
+
+    named = os.environ.get(PROJECT_ENV)
+    if named:
+        return Path(named).expanduser().resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / STATE_DIR).is_dir():
+            return folder
+    return here
+
+
 @dataclass
 class InitReport:
     created: list[Path] = field(default_factory=list)

@@ -172,3 +172,29 @@ def test_the_index_shows_what_a_killed_run_checkpointed(tmp_path: Path) -> None:
     assert record["status"] == "interrupted"
     assert record["steps_done"] == 2 and record["tokens"] > 0
     assert "steps: 2" in loopengt(tmp_path, "runs", "show", "k-1").stdout
+
+
+def test_commands_find_the_project_from_a_subfolder_or_with_project(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "c.yaml",
+        """\
+        name: c
+        goal: Say things.
+        agents: [{name: a}]
+        steps: [{name: s, prompt: "Say hello."}]
+        policy: {max_turns: 4}
+        """,
+    )
+    assert loopengt(tmp_path, "run", "c.yaml", "--model", "test", "--run-id", "c-1").returncode == 0
+    deep = tmp_path / "src" / "pkg"
+    deep.mkdir(parents=True)
+    assert run_ids(deep) == ["c-1"]
+    assert "c-1" in loopengt(deep, "trace", "c-1").stdout
+    assert not (deep / ".loopengt").exists() and not (tmp_path / "src" / ".loopengt").exists()
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    elsewhere.mkdir()
+    listed = loopengt(elsewhere, "--project", str(tmp_path), "runs", "--json")
+    assert [r["run_id"] for r in json.loads(listed.stdout)] == ["c-1"]
+    missing = loopengt(elsewhere, "--project", str(tmp_path / "nope"), "runs")
+    assert missing.returncode == 2 and "is not a folder" in missing.stderr

@@ -49,9 +49,21 @@ def root(
         False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
     ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    project: str | None = typer.Option(
+        None,
+        "--project",
+        metavar="DIR",
+        help="The project folder (default: the nearest folder upwards holding .loopengt/).",
+    ),
 ) -> None:
     if debug:
         os.environ["LOOPENGT_DEBUG"] = "1"
+    if project is not None:
+        from loopengt.project import PROJECT_ENV
+
+        if not os.path.isdir(project):
+            raise typer.BadParameter(f"{project} is not a folder", param_hint="--project")
+        os.environ[PROJECT_ENV] = os.path.abspath(project)
 
 
 for module in (

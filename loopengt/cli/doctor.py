@@ -29,8 +29,9 @@ def doctor(
 
     from loopengt.doctor import as_json as payload
     from loopengt.doctor import diagnose, failed
+    from loopengt.project import find_project
 
-    checks = diagnose(".", offline=offline, models=model, timeout=timeout)
+    checks = diagnose(find_project(), offline=offline, models=model, timeout=timeout)
     if as_json:
         console.print_json(json.dumps(payload(checks)))
     else:

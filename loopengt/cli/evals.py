@@ -120,7 +120,9 @@ def _eval_dataset(dataset: Path, spec: str | None, **options: Any) -> None:
 
 def _default_report(spec: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path(".loopengt") / "evals" / f"{Path(spec).stem}-{stamp}.json"
+    from loopengt.project import STATE_DIR, find_project
+
+    return find_project() / STATE_DIR / "evals" / f"{Path(spec).stem}-{stamp}.json"
 
 
 def register(app: typer.Typer) -> None:

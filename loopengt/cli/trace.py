@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from loopengt.cli.output import console, err_console
-from loopengt.project import STATE_DIR
+from loopengt.project import STATE_DIR, find_project
 
 
 class TraceFormat(StrEnum):
@@ -38,7 +38,7 @@ def trace(
     killed) shows what it recorded so far."""
     from loopengt.tracing.exports import load_run, to_json, to_jsonl, to_markdown
 
-    loaded = load_run(run_id, Path(STATE_DIR) / "runs")
+    loaded = load_run(run_id, find_project() / STATE_DIR / "runs")
     if fmt is TraceFormat.tree:
         from rich.console import Console
 

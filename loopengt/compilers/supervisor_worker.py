@@ -78,7 +78,7 @@ class SupervisorTurn(AgentTurn):
         block = ctx.spec.supervisor
         self.max_decisions = block.max_turns if block else None
 
-    def limit(self, state: LoopState) -> Update | None:
+    def own_limit(self, state: LoopState) -> Update | None:
         made = (state.get("visits") or {}).get(self.name, 0)
         if self.max_decisions is not None and made >= self.max_decisions:
             return stop(

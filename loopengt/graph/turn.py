@@ -66,7 +66,7 @@ class AgentTurn:
         return {"loopengt_agent": self.agent.name}
 
     # -- what a pattern configures ---------------------------------------------------------------
-    def limit(self, state: LoopState) -> Update | None:
+    def own_limit(self, state: LoopState) -> Update | None:
         """The pattern's own limit, checked before the policy's: when both are reached at
         once, the stop names the narrower one (the supervisor's decisions)."""
         return None
@@ -93,7 +93,7 @@ class AgentTurn:
         if state.get("stop_reason"):
             return self.ended({})
         first = started(self.ctx, state)
-        halted = self.limit(state) or policy_halt(self.ctx, state) or self.halt(state)
+        halted = self.own_limit(state) or policy_halt(self.ctx, state) or self.halt(state)
         if halted:
             return self.ended({**first, **halted})
         update: Update = {**first, "turns": 1, "visits": {self.name: 1}}

@@ -46,7 +46,7 @@ def storage_url(explicit: str | None, config: Config) -> str:
 
 @contextmanager
 def open_storage(
-    explicit: str | None = None, root: Path | str = ".", *, config: Config | None = None
+    explicit: str | None = None, root: Path | str | None = None, *, config: Config | None = None
 ) -> Iterator[Storage]:
     """The project's storage with a synchronous checkpointer (for `invoke`, reading runs)."""
     url = storage_url(explicit, config or Config.load(root))
