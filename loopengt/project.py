@@ -76,7 +76,25 @@ def init_project(root: Path | str = ".") -> InitReport:
     except FileExistsError:
         report.kept.append(config)
     _copy_templates(state / "templates", report)
+    starter = Path(root) / STARTER
+    try:
+        with starter.open("x", encoding="utf-8") as fh:
+            fh.write((builtin_templates_dir() / STARTER_TEMPLATE / "loop.yaml").read_text())
+        report.created.append(starter)
+    except FileExistsError:
+        report.kept.append(starter)
     return report
+
+
+STARTER, STARTER_TEMPLATE = "loop.yaml", "reviewer-retry"
+"""`init` gives a new user a loop to run: the reviewer-retry template (a writer, a reviewer
+and a gate; it completes on the embedded model)."""
+
+NEXT_STEPS = """next:
+  loopengt run loop.yaml -i draft="Our new CSV export ships on Monday."
+  loopengt trace <run-id>        # what happened, step by step
+  set [llm] model in .loopengt/config.toml to use a real model (the default is the
+  small embedded one); `loopengt template list` shows other starting points"""
 
 
 def _copy_templates(target: Path, report: InitReport) -> None:

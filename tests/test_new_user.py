@@ -198,3 +198,16 @@ def test_commands_find_the_project_from_a_subfolder_or_with_project(tmp_path: Pa
     assert [r["run_id"] for r in json.loads(listed.stdout)] == ["c-1"]
     missing = loopengt(elsewhere, "--project", str(tmp_path / "nope"), "runs")
     assert missing.returncode == 2 and "is not a folder" in missing.stderr
+
+
+def test_init_gives_a_loop_to_run_and_says_what_next(tmp_path: Path) -> None:
+    first = loopengt(tmp_path, "init")
+    assert first.returncode == 0 and "created loop.yaml" in first.stdout
+    assert 'loopengt run loop.yaml -i draft="' in first.stdout
+    assert loopengt(tmp_path, "validate", "loop.yaml").returncode == 0
+    run = loopengt(tmp_path, "run", "loop.yaml", "--model", "test", "-i", "draft=Ship it.")
+    assert run.returncode == 0, run.stderr
+    (tmp_path / "loop.yaml").write_text("# mine\n")
+    again = loopengt(tmp_path, "init")
+    assert "exists  loop.yaml" in again.stdout
+    assert (tmp_path / "loop.yaml").read_text() == "# mine\n"  # never overwritten

@@ -23,7 +23,8 @@ def init(
         False, "--global", help="With --ide: write the IDE's user-level files, for every project."
     ),
 ) -> None:
-    """Create .loopengt/ (config.toml, prompts/, templates/) without overwriting anything;
+    """Create .loopengt/ (config.toml, prompts/, templates/) and a starter loop.yaml without
+    overwriting anything;
     with --ide, merge loopengt into that IDE's configuration (with --global, only that)."""
     from loopengt.project import init_project
 
@@ -40,6 +41,10 @@ def init(
             console.print(f"[green]created[/] {path}")
         for path in report.kept:
             console.print(f"[dim]exists[/]  {path}")
+        if not installed:
+            from loopengt.project import NEXT_STEPS
+
+            console.print(f"\n{NEXT_STEPS}", markup=False, highlight=False)
     for item in installed:
         console.print(f"\n[bold]{item.adapter.title}[/]")
         for change in item.changes:
