@@ -211,3 +211,17 @@ def test_init_gives_a_loop_to_run_and_says_what_next(tmp_path: Path) -> None:
     again = loopengt(tmp_path, "init")
     assert "exists  loop.yaml" in again.stdout
     assert (tmp_path / "loop.yaml").read_text() == "# mine\n"  # never overwritten
+
+
+@pytest.mark.parametrize("command", ["validate", "run", "trace", "init", "eval", "doctor"])
+def test_help_has_no_type_placeholders(tmp_path: Path, command: str) -> None:
+    shown = loopengt(tmp_path, command, "--help")
+    assert shown.returncode == 0
+    assert "<bool>" not in shown.stdout and "{" not in shown.stdout.splitlines()[1]
+    assert "<list[str]>" not in shown.stdout and "<str>" not in shown.stdout
+
+
+def test_a_usage_error_names_the_subcommands_help(tmp_path: Path) -> None:
+    result = loopengt(tmp_path, "runs", "show")
+    assert result.returncode == 2
+    assert "Try 'loopengt runs show --help'." in result.stderr

@@ -24,8 +24,11 @@ from loopengt.cli import (
     trace,
     validate,
 )
+from loopengt.cli.help_format import install as _install_help_format
 from loopengt.cli.output import err_console
 from loopengt.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_RUN_FAILED, LoopengtError
+
+_install_help_format()
 
 app = typer.Typer(
     name="loopengt",
@@ -92,7 +95,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except typer.TyperException as exc:  # usage errors: bad option, missing argument
         if exc.format_message():  # empty when click already printed help for a bare command
             err_console.print(f"[red]error:[/] {exc.format_message()}", highlight=False)
-            err_console.print("Try 'loopengt --help'.", style="dim", highlight=False)
+            ctx = getattr(exc, "ctx", None)  # click's usage errors carry their command
+            where = ctx.command_path if ctx is not None else "loopengt"
+            err_console.print(f"Try '{where} --help'.", style="dim", highlight=False)
         sys.exit(EXIT_BAD_INPUT if exc.exit_code == 2 else exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

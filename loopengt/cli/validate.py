@@ -11,7 +11,7 @@ from loopengt.errors import EXIT_BAD_INPUT
 
 
 def validate(
-    files: list[str] = typer.Argument(..., help="LoopSpec YAML files.", metavar="FILE..."),
+    files: list[str] = typer.Argument(..., help="LoopSpec YAML files.", metavar="FILE"),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
 ) -> None:
     """Validate LoopSpec files; report every problem as FILE:LINE:COL: field: message."""
