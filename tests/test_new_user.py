@@ -225,3 +225,32 @@ def test_a_usage_error_names_the_subcommands_help(tmp_path: Path) -> None:
     result = loopengt(tmp_path, "runs", "show")
     assert result.returncode == 2
     assert "Try 'loopengt runs show --help'." in result.stderr
+
+
+def test_the_live_display_moves_between_events_and_shows_retries() -> None:
+    from rich.console import Console
+
+    from loopengt.cli.output import err_console
+    from loopengt.cli.progress import RunProgress
+    from loopengt.tracing.events import EventKind
+    from loopengt.tracing.stream import RunEvent
+
+    progress = RunProgress()
+    progress(RunEvent(EventKind.STEP_START, "r", time.time(), step="s", agent="a"))
+    render = Console(width=80, record=True)
+    render.print(progress)
+    time.sleep(0.25)
+    render.print(progress)  # no event in between: only the clock moved
+    first, second = render.export_text().splitlines()[:2]
+    assert first != second and "s (a)" in second
+    with err_console.capture() as captured:
+        progress(
+            RunEvent(
+                EventKind.RETRY,
+                "r",
+                time.time(),
+                step="s",
+                data={"cause": "error", "attempt": 2, "reason": "HTTP 503 from the server"},
+            )
+        )
+    assert "↻ s (a)  attempt 2 (error: HTTP 503 from the server)" in captured.get()

@@ -24,6 +24,7 @@ MARKS = {
     StepStatus.OK: "[green]✓[/]",
     StepStatus.WAITING: "[yellow]…[/]",
     StepStatus.REJECTED: "[yellow]↺[/]",
+    StepStatus.TIMED_OUT: "[red]⏱[/]",
 }
 
 
@@ -36,10 +37,13 @@ class RunProgress:
         self.tokens = 0
         self.text: dict[str, str] = {}
         self.live: Live | None = None
+        self.spinner = Spinner("dots")  # one spinner: it animates from its own start time
 
     def __enter__(self) -> RunProgress:
         if self.live_mode:
-            self.live = Live(self._render(), console=err_console, refresh_per_second=8)
+            # the live display renders `self` on every refresh (__rich__), so the elapsed
+            # time moves between events too
+            self.live = Live(self, console=err_console, refresh_per_second=8)
             self.live.__enter__()
         return self
 
@@ -59,6 +63,14 @@ class RunProgress:
         elif event.kind == EventKind.MODEL_CALL:
             data = event.data
             self.tokens += int(data.get("input_tokens") or 0) + int(data.get("output_tokens") or 0)
+        elif event.kind == EventKind.RETRY:
+            data = event.data
+            why = "gate said no" if data.get("cause") == "gate" else "error"
+            reason = str(data.get("reason") or "").splitlines()[0:1]
+            self._line(
+                f"[yellow]↻[/] {self._label(node)}  [dim]attempt {data.get('attempt')} "
+                f"({why}{': ' + reason[0][:100] if reason else ''})[/]"
+            )
         elif event.kind == EventKind.STEP_END and node in self.step_started:
             status = event.data.get("status")
             if status == StepStatus.SKIPPED:  # reached after the run stopped: no work done
@@ -67,7 +79,16 @@ class RunProgress:
             else:
                 self._finished(node, status)
         if self.live is not None:
-            self.live.update(self._render())
+            self.live.refresh()
+
+    def __rich__(self) -> Any:
+        return self._render()
+
+    def _line(self, line: str) -> None:
+        if self.live is not None:
+            self.live.console.print(line, highlight=False)
+        else:
+            err_console.print(line, highlight=False)
 
     def _label(self, node: str) -> str:
         agent = self.agents.get(node)
@@ -77,19 +98,17 @@ class RunProgress:
         seconds = time.monotonic() - self.step_started.pop(node)
         self.text.pop(node, None)
         mark = MARKS.get(status, "[red]✗[/]")
-        line = f"{mark} {self._label(node)}  [dim]{seconds:.1f}s · {self.tokens} tokens so far[/]"
-        if self.live is not None:
-            self.live.console.print(line, highlight=False)
-        else:
-            err_console.print(line, highlight=False)
+        self._line(
+            f"{mark} {self._label(node)}  [dim]{seconds:.1f}s · {self.tokens} tokens so far[/]"
+        )
 
     def _render(self) -> Any:
         elapsed = time.monotonic() - self.started
         running = ", ".join(self._label(n) for n in self.step_started) or "starting"
-        header = Spinner(
-            "dots", Text.from_markup(f"{running}  [dim]{elapsed:.1f}s · {self.tokens} tokens[/]")
+        self.spinner.update(
+            text=Text.from_markup(f"{running}  [dim]{elapsed:.1f}s · {self.tokens} tokens[/]")
         )
-        parts: list[Any] = [header]
+        parts: list[Any] = [self.spinner]
         for node in self.step_started:
             lines = self.text.get(node, "").splitlines()[-STREAM_LINES:]
             if lines:
