@@ -80,8 +80,7 @@ def render_tree(trace: Trace) -> Tree:
     tree = Tree(" · ".join(head))
     for entry in timeline(trace):
         if isinstance(entry, StepView):
-            if not plumbing(entry):
-                add_step(tree, entry)
+            add_step(tree, entry)
         else:
             tree.add(event_line(entry))
     if trace.get("stop_reason") and not any(
@@ -89,12 +88,6 @@ def render_tree(trace: Trace) -> Tree:
     ):
         tree.add(f"[yellow]stop[/]: {escape(str(trace['stop_reason']))}")
     return tree
-
-
-def plumbing(step: StepView) -> bool:
-    """Pass-through nodes the compiler adds (`X__passed`, `X__join`) that did nothing worth
-    showing; the json/markdown exports keep them."""
-    return "__" in step.node and not step.items and step.status == "ok"
 
 
 def add_step(tree: Tree, step: StepView) -> None:

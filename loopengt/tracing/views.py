@@ -92,7 +92,16 @@ def timeline(trace: Trace) -> list[Entry]:
     orphans = [e for items in pending.values() for e in items]
     orphans.sort(key=lambda e: float(e["ts"]))
     entries.extend(orphans)
-    return entries
+    kept = [e for e in entries if not (isinstance(e, StepView) and plumbing(e))]
+    for number, view in enumerate((e for e in kept if isinstance(e, StepView)), 1):
+        view.number = number
+    return kept
+
+
+def plumbing(step: StepView) -> bool:
+    """A pass-through node the compiler adds (`X__passed`, `X__join`) that did nothing
+    worth showing: no trace view lists it as a step (the raw JSON events keep it)."""
+    return "__" in step.node and not step.items and step.status == "ok"
 
 
 def run_level(event: Event, last_session: int) -> bool:
