@@ -46,6 +46,14 @@ def find_project(start: Path | None = None) -> Path:
     return here
 
 
+def shown_path(path: Path) -> str:
+    """A path as messages name it: relative to the working directory if inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 @dataclass
 class InitReport:
     created: list[Path] = field(default_factory=list)

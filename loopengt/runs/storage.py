@@ -20,6 +20,7 @@ from typing import Any
 
 from loopengt.config import Config
 from loopengt.errors import LoopengtError, UserInputError
+from loopengt.project import shown_path
 from loopengt.runs.index import RunIndex, sqlite_has
 
 DB_FILE = "loopengt.db"
@@ -100,14 +101,6 @@ async def _in_thread(opened: AbstractContextManager[Storage]) -> AsyncIterator[S
         await asyncio.to_thread(opened.__exit__, None, None, None)
 
 
-def _shown(path: Path) -> str:
-    """A database file as messages name it: relative to the working directory if inside."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 def is_postgres(url: str) -> bool:
     if url.startswith(("postgresql://", "postgres://")):
         return True
@@ -130,7 +123,7 @@ def _sqlite(path: Path) -> Iterator[Storage]:
         if not sqlite_has(conn, "checkpoints", "writes"):  # else it sets up lazily, on use:
             conn.execute("PRAGMA journal_mode=WAL")  # a reader must not wait for a writer
             saver.setup()
-        yield Storage(saver, RunIndex(conn, postgres=False, lock=saver.lock), _shown(path))
+        yield Storage(saver, RunIndex(conn, postgres=False, lock=saver.lock), shown_path(path))
     finally:
         conn.close()
 

@@ -60,7 +60,10 @@ def load_run(run_id: str, runs_dir: Path | str = Path(".loopengt/runs")) -> Trac
         if trace is None or len(events) > len(trace["events"]):
             return summarize(events, run_id=run_id)
     if trace is None:
-        raise UserInputError(f"no trace for run '{run_id}' in {runs_dir} (see `loopengt runs`)")
+        from loopengt.project import shown_path
+
+        where = shown_path(runs_dir)
+        raise UserInputError(f"no trace for run '{run_id}' in {where} (see `loopengt runs`)")
     return trace
 
 
