@@ -25,6 +25,7 @@ MARKS = {
     StepStatus.WAITING: "[yellow]…[/]",
     StepStatus.REJECTED: "[yellow]↺[/]",
     StepStatus.TIMED_OUT: "[red]⏱[/]",
+    StepStatus.INTERRUPTED: "[yellow]⏸[/]",
 }
 
 
