@@ -128,7 +128,7 @@ def _manifest(dist: str) -> tuple[PluginManifest | None, str | None]:
         )
     except ValidationError as exc:
         return None, f"invalid manifest: {_first_error(exc)}"
-    except Exception as exc:  # a plugin's import can raise anything
+    except (Exception, SystemExit) as exc:  # a plugin's import can raise anything
         return None, f"manifest failed to load ({reason(exc)})"
     return manifest, _incompatible(manifest)
 
@@ -160,7 +160,7 @@ def _entry(
         return entry
     try:
         entry.value = ep.load()
-    except Exception as exc:  # a broken plugin is listed, never fatal
+    except (Exception, SystemExit) as exc:  # a broken plugin is listed, never fatal
         entry.problem = f"failed to load ({reason(exc)})"
     return entry
 

@@ -16,20 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import run_cli
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def loopengt(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HOME": str(cwd)}
-    env.pop("LOOPENGT_MODEL", None)
-    return subprocess.run(
-        [sys.executable, "-m", "loopengt", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env=env,
-    )
+    return run_cli(cwd, *args)
 
 
 def write(root: Path, name: str, text: str) -> Path:

@@ -18,13 +18,15 @@ def add_plugin_tools(mcp: FastMCP) -> None:
     for entry in plugins.load("mcp_tools"):
         if entry.problem is not None:
             print(
-                f"loopengt: mcp_tools plugin {entry.name!r} skipped: {entry.problem}",
+                f"loopengt: mcp_tools plugin {entry.plugin!r} tool {entry.name!r} skipped: "
+                f"{entry.problem}",
                 file=sys.stderr,
             )
             continue
-        functions = entry.value if isinstance(entry.value, list | tuple) else [entry.value]
+        single = not isinstance(entry.value, list | tuple)
+        functions = [entry.value] if single else list(entry.value)
         for fn in functions:
-            name = entry.name if len(functions) == 1 else getattr(fn, "__name__", entry.name)
+            name = entry.name if single else getattr(fn, "__name__", entry.name)
             try:
                 if name in taken:
                     raise ValueError(f"a tool named {name!r} exists already")

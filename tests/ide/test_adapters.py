@@ -37,20 +37,6 @@ BOTH = pytest.mark.parametrize("global_", [False, True], ids=["project", "global
 EACH = pytest.mark.parametrize("ide", IDES)
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    project = tmp_path / "proj"
-    project.mkdir()
-    return project.resolve()
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    folder = tmp_path / "home"
-    folder.mkdir()
-    return folder.resolve()
-
-
 def do_install(names: list[str], root: Path, home: Path, global_: bool = False) -> Any:
     return install(names, root, global_=global_, home=home, command=COMMAND)
 

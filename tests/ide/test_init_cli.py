@@ -10,26 +10,10 @@ import sys
 import tomllib
 from pathlib import Path
 
-import pytest
-
 from tests.ide.layout import IDES, files_under, layout, tree
 from tests.runs.helpers import CLI_TIMEOUT, cli_env
 
 LINE = re.compile(r"^\s+(created|updated|unchanged|refused)\s+(\S+)\s*$")
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    project = tmp_path / "proj"
-    project.mkdir()
-    return project.resolve()
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    folder = tmp_path / "home"
-    folder.mkdir()
-    return folder.resolve()
 
 
 def init(root: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
