@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import Row, table
+from common import table
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = (
@@ -31,19 +31,10 @@ SCRIPTS = (
     "concurrency",  # 200 concurrent runs: wall time and RSS
     "cli_timings",  # --help, run on replay, validate, compile time and its growth
     "resume_kill",  # kill -9 mid-run, resume: no finished step's call repeated
+    "context_budget",  # a growing tool loop: every call within policy.context_budget
     "eval_dataset",  # dataset evals on replay and on a slow model
     "local_tokens",  # the embedded model's tokens/s through loopengt
 )
-NOT_YET = [  # figures whose feature has not landed: listed, so the table stays complete
-    Row(
-        "context_budget_tokens_per_call",
-        "tokens",
-        None,
-        None,
-        1.0,
-        note="not implemented yet: policy.context_budget (issue 17)",
-    ),
-]
 
 
 def machine() -> str:
@@ -90,8 +81,6 @@ def main() -> None:
         rows += found
         if problem:
             broken.append(problem)
-    if not args.only:
-        rows += [{**row.as_dict(), "script": None} for row in NOT_YET]
     print(f"\nloopengt benchmarks{' (--quick: no verdicts)' if args.quick else ''}")
     print(f"machine: {machine()}\n")
     print(table(rows))

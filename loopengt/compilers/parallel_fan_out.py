@@ -60,7 +60,7 @@ class MappedStep(StepTurn):
             retry = (update.get("feedback") or {}).get(self.step.name)
             if update.get("stop_reason") or not retry:
                 break
-            calls = Calls(self.timeout, self.prices, calls.attempt)
+            calls = Calls(self.timeout, self.prices, calls.attempt, self.budget)
         result = {k: v for k, v in total.items() if k not in ("outputs", "feedback")}
         result.pop("gate_attempts", None)  # per item; the run-wide count would mislead a retry
         outputs = total.get("outputs") or {}

@@ -24,6 +24,7 @@ from langchain_core.messages.tool import ToolCall
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 
+from loopengt.graph.context_budget import ContextBudget
 from loopengt.graph.state import Update, add_numbers, new_usage
 from loopengt.providers.pricing import cost_usd
 from loopengt.serialization import as_text
@@ -64,15 +65,17 @@ Work = Generator[Request, Any, T]
 class Calls:
     """The model calls of one attempt of a turn: the step timeout, replies and usage."""
 
-    __slots__ = ("attempt", "deadline", "prices", "replies", "timeout")
+    __slots__ = ("attempt", "budget", "deadline", "prices", "replies", "timeout")
 
     def __init__(
         self,
         timeout: float | None,
         prices: Mapping[str, tuple[float, float]] | None = None,
         attempt: int = 1,
+        budget: ContextBudget | None = None,
     ) -> None:
         self.attempt = attempt  # LangGraph's RetryPolicy attempt of the node, from 1
+        self.budget = budget  # policy.context_budget: every call's messages fit in it
         self.timeout = timeout
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.prices = prices or {}
@@ -169,24 +172,49 @@ def _model_call(request: ModelCall) -> AIMessage:
     calls, model, messages = request.calls, request.model, request.messages
     remaining = calls.remaining()
     if remaining is None:
-        return calls.keep(model.invoke(messages))
-    return calls.keep(_with_timeout(lambda: model.invoke(messages), remaining, calls))
+        return calls.keep(model.invoke(_fit(calls, messages)))
+    call = lambda: model.invoke(_fit(calls, messages))  # noqa: E731
+    return calls.keep(_with_timeout(call, remaining, calls))
 
 
 async def _amodel_call(request: ModelCall) -> AIMessage:
     calls = request.calls
     remaining = calls.remaining()
     if remaining is None:
-        return calls.keep(await request.model.ainvoke(request.messages))
+        return calls.keep(await request.model.ainvoke(await _afit(calls, request.messages)))
     scope = asyncio.timeout(remaining)
     try:
-        async with scope:
-            reply = await request.model.ainvoke(request.messages)
+        async with scope:  # a summary made to fit the budget is part of the step's time
+            reply = await request.model.ainvoke(await _afit(calls, request.messages))
     except TimeoutError:
         if scope.expired():
             raise calls.timed_out() from None
         raise
     return calls.keep(reply)
+
+
+def _fit(calls: Calls, messages: list[BaseMessage]) -> list[BaseMessage]:
+    """``messages`` within the context budget (summarizing the dropped turns if asked)."""
+    budget = calls.budget
+    if budget is None:
+        return messages
+    kept, dropped = budget.split(messages)
+    if not dropped or budget.mode != "summarize" or budget.summarizer is None:
+        return kept
+    summary = calls.keep(budget.summarizer().invoke(budget.summary_request(dropped)))
+    return budget.with_summary(kept, str(summary.text))
+
+
+async def _afit(calls: Calls, messages: list[BaseMessage]) -> list[BaseMessage]:
+    budget = calls.budget
+    if budget is None:
+        return messages
+    kept, dropped = budget.split(messages)
+    if not dropped or budget.mode != "summarize" or budget.summarizer is None:
+        return kept
+    request = budget.summary_request(dropped)
+    summary = calls.keep(await budget.summarizer().ainvoke(request))
+    return budget.with_summary(kept, str(summary.text))
 
 
 def _with_timeout(func: Callable[[], Any], seconds: float, calls: Calls) -> Any:

@@ -29,6 +29,7 @@ from langgraph.types import Command
 
 from loopengt.graph.calls import Calls, Work, adrive, drive
 from loopengt.graph.context import CompileContext
+from loopengt.graph.context_budget import ContextBudget
 from loopengt.graph.policy import failed_call, failure, policy_halt, started
 from loopengt.graph.state import LoopState, Update
 from loopengt.graph.structured import StructuredOutputError
@@ -57,6 +58,7 @@ class AgentTurn:
         self.what = what  # how errors name this turn: "step 'draft'", "supervisor 'boss'"
         self.timeout = timeout
         self.prices = ctx.config.prices
+        self.budget = context_budget(ctx, agent)
         self.__name__ = node
 
     @property
@@ -110,7 +112,7 @@ class AgentTurn:
     def calls(self, runtime: Runtime) -> Calls:
         """A new attempt's calls (LangGraph's RetryPolicy numbers the attempts)."""
         attempt = runtime.execution_info.node_attempt if runtime.execution_info else 1
-        return Calls(self.timeout, self.prices, attempt)
+        return Calls(self.timeout, self.prices, attempt, self.budget)
 
     def __call__(self, state: LoopState, config: RunnableConfig, runtime: Runtime) -> Result:
         calls = self.calls(runtime)
@@ -119,3 +121,11 @@ class AgentTurn:
     async def acall(self, state: LoopState, config: RunnableConfig, runtime: Runtime) -> Result:
         calls = self.calls(runtime)
         return await adrive(self.turn(state, calls), config)
+
+
+def context_budget(ctx: CompileContext, agent: AgentRole) -> ContextBudget | None:
+    """The spec's `policy.context_budget` for ``agent``'s calls (its own model summarizes)."""
+    policy = ctx.spec.policy
+    if policy.context_budget is None:
+        return None
+    return ContextBudget(policy.context_budget, policy.context_mode, lambda: ctx.model_for(agent))

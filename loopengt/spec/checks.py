@@ -205,6 +205,26 @@ class _Checker(PatternChecks):
                 self.ref(("policy", "approvals", i), approval, "step")
             elif isinstance(approval, dict):
                 self.ref(("policy", "approvals", i, "step"), approval.get("step"), "step")
+        self.check_context_budget(policy.get("context_budget"))
+
+    def check_context_budget(self, budget: Any) -> None:
+        """A budget must hold each step's prompt with its agent's instructions (counted as
+        the runtime counts: about four characters a token), or no call could be made."""
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget <= 0:
+            return
+        agents = {a.get("name"): a for _, a in items(self.data, "agents")}
+        first = next(iter(agents.values()), {})
+        for _, step in items(self.data, "steps"):
+            agent = agents.get(step.get("agent")) or first
+            texts = [agent.get("instructions"), agent.get("description"), step.get("prompt")]
+            needed = sum(len(t) for t in texts if isinstance(t, str)) // 4 + 8
+            if needed > budget:
+                self.add(
+                    ("policy", "context_budget"),
+                    f"{budget} tokens cannot hold the prompt of step {step.get('name')!r} with its "
+                    f"agent's instructions (about {needed} tokens); raise it",
+                )
+                return
 
 
 def check_references(data: dict[str, Any]) -> list[Problem]:

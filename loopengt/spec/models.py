@@ -206,6 +206,17 @@ class Policy(StrictModel):
     stop_conditions: list[StopCondition] = Field(default_factory=list)
     approvals: list[ApprovalSpec] = Field(default_factory=list)
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    context_budget: int | None = Field(
+        default=None,
+        ge=32,
+        description="Tokens every model call's messages must fit in: older turns are "
+        "trimmed (or summarized) first; the system prompt and the newest message are kept.",
+    )
+    context_mode: Literal["trim", "summarize"] = Field(
+        default="trim",
+        description="How turns that do not fit the context budget go: dropped (trim), or "
+        "condensed into one message by the agent's model (summarize: one extra call).",
+    )
 
     @model_validator(mode="before")
     @classmethod
