@@ -78,7 +78,12 @@ class CompileContext:
             from loopengt.tools import load_tools
 
             specs = [t for t in self.spec.tools if t.name in agent.tools]
-            self._tool_cache[agent.name] = load_tools(specs, self.config)
+            tools = load_tools(specs, self.config)
+            if agent.memory:
+                from loopengt.memory import memory_tools
+
+                tools += memory_tools(self.spec.name, agent.name)
+            self._tool_cache[agent.name] = tools
         return self._tool_cache[agent.name]
 
     def check_models(self) -> None:
@@ -88,7 +93,7 @@ class CompileContext:
                 model = self.model_for(agent)
             except UserInputError as exc:
                 raise UserInputError(f"agent {agent.name!r}: {exc}") from None
-            if agent.tools and getattr(model, "tool_calling", True) is False:
+            if (agent.tools or agent.memory) and getattr(model, "tool_calling", True) is False:
                 raise UserInputError(
                     f"agent {agent.name!r} has tools, but the local model cannot call tools; "
                     "give it an openai:, anthropic: or ollama: model"

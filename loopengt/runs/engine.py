@@ -23,9 +23,10 @@ from typing import Any
 
 from loopengt.config import Config
 from loopengt.errors import UserInputError
+from loopengt.memory import open_memory
 from loopengt.runs.index import RunRecord
 from loopengt.runs.session import RunResult, Session, run_session, thread_config
-from loopengt.runs.storage import Storage, aopen_storage, open_storage
+from loopengt.runs.storage import Storage, aopen_storage, open_storage, storage_url
 from loopengt.spec.loader import load_spec_text, read_spec_file
 from loopengt.spec.models import LoopSpec
 from loopengt.status import RunStatus
@@ -112,8 +113,11 @@ async def astart_run(
         raise UserInputError(
             f"run id {run_id!r}: use letters, digits, '.', '_' and '-' (at most 128)"
         )
-    async with aopen_storage(options.checkpointer, config) as storage:
-        graph = _compile(spec, storage, options, config)  # bad models fail before indexing
+    async with (
+        aopen_storage(options.checkpointer, config) as storage,
+        open_memory(spec, storage_url(options.checkpointer, config), config.state_dir) as store,
+    ):
+        graph = _compile(spec, storage, options, config, store=store)  # bad models: no row
         if await storage.index.aget(run_id) is not None:
             raise UserInputError(f"run {run_id!r} already exists; resume it or pick another id")
         record = RunRecord(
@@ -271,6 +275,7 @@ def _compile(
     *,
     check_models: bool = True,
     resuming: bool = False,
+    store: Any = None,
 ) -> Any:
     from loopengt.compile import compile_spec
     from loopengt.providers.cassette import Cassette
@@ -285,6 +290,7 @@ def _compile(
     return compile_spec(
         spec,
         checkpointer=storage.checkpointer,
+        store=store,
         models=models,
         check_models=check_models,
         record=record,
@@ -305,8 +311,18 @@ async def _existing(
         spec = load_spec_text(record.spec_text, filename=record.spec_path)
         stored = {k: v for k, v in record.options.items() if k in RunOptions.__dataclass_fields__}
         options = RunOptions(**{**stored, "checkpointer": checkpointer})
-        graph = _compile(spec, storage, options, config, check_models=check_models, resuming=True)
-        yield storage, record, spec, graph
+        url = storage_url(checkpointer, config)
+        async with open_memory(spec, url, config.state_dir) as store:
+            graph = _compile(
+                spec,
+                storage,
+                options,
+                config,
+                check_models=check_models,
+                resuming=True,
+                store=store,
+            )
+            yield storage, record, spec, graph
 
 
 async def _before_failure(graph: Any, config: dict[str, Any]) -> dict[str, Any] | None:

@@ -88,6 +88,11 @@ class AgentRole(StrictModel):
         default_factory=list, description="handoff pattern: agents this agent may hand off to."
     )
     max_tool_calls: int = Field(default=8, ge=0, description="Tool-calling rounds per step.")
+    memory: bool = Field(
+        default=False,
+        description="Long-term memory across runs: the tools remember, recall and forget "
+        "over this agent's own namespace in the project's store.",
+    )
     max_tokens: int | None = Field(
         default=None, ge=1, description="Cap on each reply's output tokens (default: defaults)."
     )
