@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from contextvars import ContextVar
 from typing import Any
 
 from loopengt.config import Config
@@ -27,6 +28,10 @@ _PROVIDER_MODULES = {
     "httpx": "ollama",
 }
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+RESUME_HINTS: ContextVar[bool] = ContextVar("loopengt_resume_hints", default=True)
+"""Whether reasons may suggest `loopengt resume`: not where the user has no such command (a
+run served by the LangGraph server: `loopengt studio` sets it False around its loop)."""
 
 
 def _provider(exc: BaseException) -> str | None:
@@ -106,9 +111,10 @@ def _explain(exc: BaseException, config: Config | None) -> str:
         )
     said = server_text(exc)
     if isinstance(status, int) and status >= 500 and not refused(exc):
+        retry = " with `loopengt resume RUN_ID`" if RESUME_HINTS.get() else ""
         return (
             f"{provider}: server error {status}{at} after the policy's retries: {said}; the "
-            "server is failing — retry later with `loopengt resume RUN_ID`"
+            f"server is failing — retry later{retry}"
         )
     if isinstance(status, int):
         return f"{provider}: request refused{at} ({status}): {said}"
