@@ -20,6 +20,7 @@ from loopengt.cli import (
     run,
     runs,
     schema,
+    studio,
     template,
     trace,
     validate,
@@ -81,6 +82,7 @@ for module in (
     trace,
     evals,
     mcp,
+    studio,
     doctor,
 ):
     module.register(app)
