@@ -5,11 +5,16 @@ spec (named after the spec, with its description), and `loopengt_graphs.py`, one
 spec. `langgraph dev` (the local server Studio connects to) or a LangGraph deployment reads
 the first and imports the second.
 
-Each factory builds `studio_graph(spec, project)` once and keeps it in a module-level dict:
-the server calls a factory on every request. The graph is compiled without a checkpointer
-or store, so the server's own are used (a module-level graph holding one makes `langgraph
-dev` refuse to start); models and config are read as `loopengt run` reads them
-(`Config.load(project)`).
+The module builds every graph when it is imported (`cached_graph`), and each factory returns
+its graph. On import, because the server imports the module in a worker thread, while it
+calls a factory on its event loop on every request: a compile there would hold the loop,
+and `langgraph dev` (blockbuster) raises `BlockingError` for the file system calls a
+compile makes (the local model's file is looked up with `os.scandir`). The cache is this
+module's, keyed by spec file, because the server executes the generated module once per
+graph. A spec or model problem therefore stops `langgraph dev` at start-up, with the
+reason. The graph is compiled without a checkpointer or store, so the server's own are used
+(a module-level graph holding one makes `langgraph dev` refuse to start); models and config
+are read as `loopengt run` reads them (`Config.load(project)`).
 
 What Studio shows. The loop's own graph has a dozen internal channels (`messages`, `turns`,
 `visits`, ...) and takes its run input as one untyped `input` object, so it is not served
@@ -146,6 +151,27 @@ def studio_graph(
     builder.add_edge(LOOP_NODE, OUTCOME_NODE)
     builder.add_edge(OUTCOME_NODE, END)
     return builder.compile(name=spec.name)
+
+
+_CACHE: dict[tuple[str, str, int], Any] = {}
+
+
+def cached_graph(
+    spec_path: str | os.PathLike[str], *, project: str | os.PathLike[str] | None = None
+) -> Any:
+    """`studio_graph`, built once per process for a spec file (and version of it) and
+    project: the server executes the generated module once per graph it names."""
+    path = Path(spec_path).resolve()
+    root = Path(project).resolve() if project is not None else None
+    try:
+        version = path.stat().st_mtime_ns
+    except OSError:
+        version = 0  # load_spec reports the missing file
+    key = (str(path), str(root), version)
+    graph = _CACHE.get(key)
+    if graph is None:
+        graph = _CACHE[key] = studio_graph(path, project=root)
+    return graph
 
 
 def _loop_result(final: dict[str, Any]) -> dict[str, Any]:
@@ -377,10 +403,10 @@ def _factory_name(spec_name: str, taken: set[str]) -> str:
 _MODULE_HEAD = '''{marker}
 """LangGraph server entry points for loopengt specs, named in langgraph.json.
 
-`langgraph dev` (LangGraph Studio) or a LangGraph deployment calls a factory on every
-request: each builds its graph once (`loopengt.studio.studio_graph`) and keeps it. Paths are
-relative to this file; models and settings come from the project's .loopengt/config.toml.
-Written by loopengt {version}.
+Every graph is built here, on import (`loopengt.studio.cached_graph`: once per process),
+which the server does off its event loop; the factories it calls on every request only
+look them up. Paths are relative to this file; models and settings come from the
+project's .loopengt/config.toml. Written by loopengt {version}.
 """
 
 from __future__ import annotations
@@ -388,37 +414,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loopengt.studio import studio_graph
+from loopengt.studio import cached_graph
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE / {project}
-_GRAPHS: dict[str, Any] = {{}}
-
-
-def _graph(name: str, spec: str) -> Any:
-    graph = _GRAPHS.get(name)
-    if graph is None:
-        graph = _GRAPHS[name] = studio_graph(HERE / spec, project=PROJECT)
-    return graph
+SPECS = {{{specs}
+}}
+GRAPHS = {{name: cached_graph(HERE / s, project=PROJECT) for name, s in SPECS.items()}}
 '''
 
 _FACTORY = '''
 
 def {factory}() -> Any:
     """The {name} loop ({spec})."""
-    return _graph({name_literal}, {spec_literal})
+    return GRAPHS[{name_literal}]
 '''
 
 
 def _module_text(entries: list[tuple[str, str, str]], project: str) -> str:
-    text = _MODULE_HEAD.format(marker=MODULE_MARKER, version=__version__, project=_literal(project))
+    specs = "".join(f"\n    {_literal(name)}: {_literal(spec)}," for _, name, spec in entries)
+    text = _MODULE_HEAD.format(
+        marker=MODULE_MARKER, version=__version__, project=_literal(project), specs=specs
+    )
     for factory, name, spec in entries:
         text += _FACTORY.format(
-            factory=factory,
-            name=_doc(name),
-            spec=_doc(spec),
-            name_literal=_literal(name),
-            spec_literal=_literal(spec),
+            factory=factory, name=_doc(name), spec=_doc(spec), name_literal=_literal(name)
         )
     return text
 

@@ -39,9 +39,9 @@ def studio(
     if not serve:
         where = shown_path(written.out)
         go = "" if where == "." else f"cd {where} && "
+        again = " ".join([*files, *(["--out", str(out)] if out is not None else []), "--serve"])
         console.print(
-            f"serve them: {go}langgraph dev   (or `loopengt studio {' '.join(files)} --serve`)",
-            markup=False,
+            f"serve them: {go}langgraph dev   (or: loopengt studio {again})", markup=False
         )
         return
     console.print(f"Studio: {api.studio_url(host, port)}", markup=False)

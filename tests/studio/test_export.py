@@ -15,6 +15,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 from langgraph_cli.config import get_unknown_keys, validate_config_file
 
+from loopengt import studio
 from loopengt.studio import LoopNotCompleted, export_studio, studio_graph
 from tests.studio.helpers import EXAMPLE, cli, load_module, make_project, write_spec
 from tests.support.openai_server import ErrorReply, ScriptedOpenAIServer
@@ -115,6 +116,25 @@ def test_export_names_the_graph_and_the_form_shows_the_declared_inputs(
     # the loop's steps are a subgraph: Studio draws them
     drawn = graph.get_graph(xray=True).draw_mermaid()
     assert all(step in drawn for step in ("facts", "draft", "title"))
+
+
+def test_graphs_are_built_on_import_and_factories_only_look_them_up(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server imports the module off its event loop, once per graph it names, and calls
+    a factory on the loop for every request: no compile may happen there."""
+    out = tmp_path / "studio"
+    stops = write_spec(project, "stops.yaml", STOPS)
+    export_studio([EXAMPLE, stops], out, project=project)
+    first = load_module(out / "loopengt_graphs.py")
+
+    def no_compile(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(studio, "studio_graph", no_compile)
+    second = load_module(out / "loopengt_graphs.py")  # the server's next graph: cached
+    assert second.make_stops() is first.make_stops() is first.GRAPHS["stops"]
+    assert second.make_research_brief() is first.GRAPHS["research-brief"]
 
 
 def test_input_fields_are_typed_described_and_defaulted(project: Path) -> None:
