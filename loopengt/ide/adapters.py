@@ -44,13 +44,13 @@ class Target:
     def base(self) -> Path:
         return self.home if self.global_ else self.root
 
-    def stdio(self, *, user_file: bool = False, **extra: Any) -> dict[str, Any]:
+    def stdio(self, **extra: Any) -> dict[str, Any]:
         """The server entry most IDEs share: `command` and `args`, plus ``extra``. A project
         install names the project with `--root`, since IDEs differ in the folder they start
-        a server in; a user-level file (``user_file``, or `--global`) serves whatever folder
-        the IDE starts it in."""
+        a server in; a `--global` (user-level) entry serves whatever folder the IDE starts
+        it in."""
         args = list(self.args)
-        if not (self.global_ or user_file):
+        if not self.global_:
             args += ["--root", str(self.root)]
         return {**extra, "command": self.command, "args": args}
 
@@ -220,7 +220,10 @@ CODEX = Adapter("codex", "Codex", _codex_config, _codex, _codex_next)
 
 
 def _antigravity_config(t: Target) -> tuple[Path, tuple[str, ...]]:
-    return t.home / ".gemini" / "antigravity" / "mcp_config.json", ("mcpServers", SERVER)
+    # the workspace's .agents/mcp_config.json (Antigravity 2.0); the IDE's user file with
+    # --global (`agy`, the CLI, reads ~/.gemini/config/mcp_config.json instead)
+    user = t.home / ".gemini" / "antigravity" / "mcp_config.json"
+    return (user if t.global_ else t.root / ".agents" / "mcp_config.json"), ("mcpServers", SERVER)
 
 
 def _antigravity(t: Target) -> list[Change]:
@@ -230,7 +233,7 @@ def _antigravity(t: Target) -> list[Change]:
         else t.root / ".agents" / "workflows"
     )
     return [
-        json_entry(*_antigravity_config(t), t.stdio(user_file=True)),
+        json_entry(*_antigravity_config(t), t.stdio()),
         *(
             owned(workflows / f"{s.name}.md", frontmatter(description=s.description) + s.body)
             for s in t.skills
@@ -244,9 +247,8 @@ ANTIGRAVITY = Adapter(
     _antigravity_config,
     _antigravity,
     lambda t: (
-        "Antigravity has one MCP config per user (~/.gemini/antigravity/mcp_config.json): "
-        "refresh it under Agent > MCP Servers > Manage; type / in the agent for the loopengt-* "
-        "workflows."
+        "In Antigravity open Agent > MCP Servers > Manage and refresh; type / in the "
+        "agent for the loopengt-* workflows (the agy CLI reads ~/.gemini/config/mcp_config.json)."
     ),
 )
 

@@ -49,8 +49,6 @@ class Layout:
     docs: dict[Path, frozenset[str] | None]
     """Every Markdown file written, with the keys its YAML frontmatter must have (None: a
     file without frontmatter)."""
-    user_file: bool = False
-    """The config is per user even for a project install (its entry has no --root)."""
 
     @property
     def files(self) -> set[Path]:
@@ -90,9 +88,8 @@ def layout(name: str, root: Path, home: Path, global_: bool = False) -> Layout:
         gemini = home / ".gemini" / "antigravity"
         folder = gemini / "global_workflows" if global_ else root / ".agents" / "workflows"
         docs = {folder / f"{s}.md": frozenset({"description"}) for s in SKILLS}
-        return Layout(
-            gemini / "mcp_config.json", ("mcpServers", "loopengt"), "json", docs, user_file=True
-        )
+        config = gemini / "mcp_config.json" if global_ else root / ".agents" / "mcp_config.json"
+        return Layout(config, ("mcpServers", "loopengt"), "json", docs)
     if name == "vscode":
         folder = vscode_user(home) if global_ else root / ".vscode"
         prompts = vscode_user(home) / "prompts" if global_ else root / ".github" / "prompts"
@@ -104,7 +101,7 @@ def layout(name: str, root: Path, home: Path, global_: bool = False) -> Layout:
 def expected_entry(name: str, root: Path, global_: bool = False) -> dict[str, Any]:
     """loopengt's entry for ``COMMAND``, without Codex's timeouts (checked apart)."""
     args = ["mcp", "serve"]
-    if not global_ and not layout(name, root, root, global_).user_file:
+    if not global_:
         args += ["--root", str(root)]
     entry: dict[str, Any] = {"command": EXE, "args": args}
     if name in ("claude-code", "vscode"):

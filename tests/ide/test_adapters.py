@@ -103,7 +103,7 @@ def test_a_fresh_install_writes_exactly_the_expected_files(
     if global_:
         # a user-level install leaves the project alone
         assert list(root.iterdir()) == []
-    elif not lay.user_file:
+    else:
         assert list(home.iterdir()) == []
 
 
