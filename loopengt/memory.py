@@ -20,11 +20,12 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from langchain_core.tools import BaseTool, StructuredTool
+if TYPE_CHECKING:
+    from langchain_core.tools import BaseTool
 
-from loopengt.spec.models import LoopSpec
+    from loopengt.spec.models import LoopSpec
 
 MEMORY_DB = "memory.db"
 TOOL_NAMES = ("remember", "recall", "forget")
@@ -72,6 +73,8 @@ async def open_memory(spec: LoopSpec, storage_url: str, state_dir: Path) -> Asyn
 
 def memory_tools(spec: str, agent: str) -> list[BaseTool]:
     """`remember`, `recall` and `forget` over the agent's namespace."""
+    from langchain_core.tools import StructuredTool
+
     space = namespace(spec, agent)
 
     def _store() -> Any:
