@@ -15,8 +15,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 from langgraph_cli.config import get_unknown_keys, validate_config_file
 
-from loopengt import studio
 from loopengt.studio import LoopNotCompleted, export_studio, studio_graph
+from loopengt.studio import graph as studio_graph_module
 from tests.studio.helpers import EXAMPLE, cli, load_module, make_project, write_spec
 from tests.support.openai_server import ErrorReply, ScriptedOpenAIServer
 
@@ -131,7 +131,7 @@ def test_graphs_are_built_on_import_and_factories_only_look_them_up(
     def no_compile(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("compiled again")
 
-    monkeypatch.setattr(studio, "studio_graph", no_compile)
+    monkeypatch.setattr(studio_graph_module, "studio_graph", no_compile)
     second = load_module(out / "loopengt_graphs.py")  # the server's next graph: cached
     assert second.make_stops() is first.make_stops() is first.GRAPHS["stops"]
     assert second.make_research_brief() is first.GRAPHS["research-brief"]
