@@ -247,3 +247,16 @@ def test_the_live_display_moves_between_events_and_shows_retries() -> None:
             )
         )
     assert "↻ s (a)  attempt 2 (error: HTTP 503 from the server)" in captured.get()
+
+
+def test_read_commands_never_create_a_database(tmp_path: Path) -> None:
+    assert "no runs yet" in loopengt(tmp_path, "runs").stdout
+    assert loopengt(tmp_path, "runs", "--checkpointer", "other.db").returncode == 0
+    shown = loopengt(tmp_path, "runs", "show", "nope")
+    assert shown.returncode == 2
+    assert (
+        shown.stderr.strip()
+        == "error: no run 'nope' in .loopengt/loopengt.db (see `loopengt runs`)"
+    )
+    assert loopengt(tmp_path, "resume", "nope").returncode == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -24,6 +24,7 @@ from typing import Any
 from loopengt.config import Config
 from loopengt.errors import UserInputError
 from loopengt.memory import open_memory
+from loopengt.project import shown_path
 from loopengt.runs.index import RunRecord
 from loopengt.runs.session import RunResult, Session, run_session, thread_config
 from loopengt.runs.storage import Storage, aopen_storage, open_storage, storage_url
@@ -247,7 +248,10 @@ def run_record(
     config: Config | None = None,
 ) -> RunRecord | None:
     """A run's index row alone (no graph compiled), or None."""
-    with open_storage(checkpointer, config=config or Config.load(root)) as storage:
+    config = config or Config.load(root)
+    if not _database_exists(checkpointer, config):
+        return None
+    with open_storage(checkpointer, config=config) as storage:
         return storage.index.get(run_id)
 
 
@@ -259,7 +263,10 @@ def list_runs(
     config: Config | None = None,
 ) -> list[RunRecord]:
     wanted = None if status is None else RunStatus.parse(status)  # before opening anything
-    with open_storage(checkpointer, config=config or Config.load(root)) as storage:
+    config = config or Config.load(root)
+    if not _database_exists(checkpointer, config):
+        return []  # a read command never creates a database
+    with open_storage(checkpointer, config=config) as storage:
         records = [_checkpointed(storage, _effective(r)) for r in storage.index.runs()]
     return [r for r in records if wanted is None or r.status == wanted]
 
@@ -303,6 +310,9 @@ def _compile(
 async def _existing(
     run_id: str, checkpointer: str | None, config: Config, *, check_models: bool = True
 ) -> AsyncIterator[tuple[Storage, RunRecord, LoopSpec, Any]]:
+    if not _database_exists(checkpointer, config):
+        where = shown_path(Path(storage_url(checkpointer, config)))
+        raise UserInputError(f"no run {run_id!r} in {where} (see `loopengt runs`)")
     async with aopen_storage(checkpointer, config) as storage:
         record = await storage.index.aget(run_id)
         if record is None:
@@ -349,6 +359,12 @@ async def _mark_running(storage: Storage, record: RunRecord, seen: dict[str, Any
             "see `loopengt runs`"
         )
     record.status = RunStatus.RUNNING.value
+
+
+def _database_exists(checkpointer: str | None, config: Config) -> bool:
+    """Whether the run database is there (a PostgreSQL server is assumed to be)."""
+    url = storage_url(checkpointer, config)
+    return url.startswith(("postgresql://", "postgres://")) or Path(url).exists()
 
 
 def _checkpointed(storage: Storage, record: RunRecord) -> RunRecord:
