@@ -43,13 +43,17 @@ def uses_memory(spec: LoopSpec) -> bool:
 
 
 @asynccontextmanager
-async def open_memory(spec: LoopSpec, storage_url: str, state_dir: Path) -> AsyncIterator[Any]:
-    """The store for a run of ``spec`` (None when no agent has memory): PostgreSQL when the
-    checkpointer is, else SQLite in ``state_dir``."""
-    if not uses_memory(spec):
+async def open_memory(
+    spec: LoopSpec, storage_url: str | None, state_dir: Path
+) -> AsyncIterator[Any]:
+    """The store for a run of ``spec``: PostgreSQL when the checkpointer is, else SQLite in
+    ``state_dir``; None when no agent has memory, or without a ``storage_url`` (no run)."""
+    from loopengt.runs.storage import is_postgres
+
+    if storage_url is None or not uses_memory(spec):
         yield None
         return
-    if storage_url.startswith(("postgresql://", "postgres://")):
+    if is_postgres(storage_url):
         from langgraph.store.postgres import PostgresStore
 
         with PostgresStore.from_conn_string(storage_url) as pg:

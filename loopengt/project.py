@@ -47,11 +47,15 @@ def find_project(start: Path | None = None) -> Path:
 
 
 def shown_path(path: Path) -> str:
-    """A path as messages name it: relative to the working directory if inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
+    """A path as messages name it: relative to the working directory if inside it, else
+    `~/...` under the home folder, else as it is."""
+    resolved = path.resolve()
+    for base, label in ((Path.cwd(), ""), (Path.home(), "~/")):
+        try:
+            return label + str(resolved.relative_to(base))
+        except ValueError:
+            continue
+    return str(path)
 
 
 @dataclass
@@ -76,22 +80,20 @@ def init_project(root: Path | str = ".") -> InitReport:
     for folder in (state, state / "prompts", state / "templates"):
         (report.kept if folder.is_dir() else report.created).append(folder)
         folder.mkdir(parents=True, exist_ok=True)
-    config = state / "config.toml"
-    try:
-        with config.open("x", encoding="utf-8") as fh:  # "x": fails rather than overwrite
-            fh.write(CONFIG_TOML)
-        report.created.append(config)
-    except FileExistsError:
-        report.kept.append(config)
+    _create(state / "config.toml", CONFIG_TOML, report)
     _copy_templates(state / "templates", report)
-    starter = Path(root) / STARTER
-    try:
-        with starter.open("x", encoding="utf-8") as fh:
-            fh.write((builtin_templates_dir() / STARTER_TEMPLATE / "loop.yaml").read_text())
-        report.created.append(starter)
-    except FileExistsError:
-        report.kept.append(starter)
+    starter = (builtin_templates_dir() / STARTER_TEMPLATE / "loop.yaml").read_text()
+    _create(Path(root) / STARTER, starter, report)
     return report
+
+
+def _create(path: Path, text: str, report: InitReport) -> None:
+    try:
+        with path.open("x", encoding="utf-8") as fh:  # "x": fails rather than overwrite
+            fh.write(text)
+        report.created.append(path)
+    except FileExistsError:
+        report.kept.append(path)
 
 
 STARTER, STARTER_TEMPLATE = "loop.yaml", "reviewer-retry"

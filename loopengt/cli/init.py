@@ -26,7 +26,7 @@ def init(
     """Create .loopengt/ (config.toml, prompts/, templates/) and a starter loop.yaml without
     overwriting anything;
     with --ide, merge loopengt into that IDE's configuration (with --global, only that)."""
-    from loopengt.project import init_project
+    from loopengt.project import init_project, shown_path
 
     if global_ and not ide:
         raise typer.BadParameter("--global needs --ide", param_hint="--global")
@@ -49,17 +49,8 @@ def init(
         console.print(f"\n[bold]{item.adapter.title}[/]")
         for change in item.changes:
             style = _STYLE.get(change.action, "")
-            console.print(f"  [{style}]{change.action:<9}[/] {_shown(change.path)}")
+            console.print(f"  [{style}]{change.action:<9}[/] {shown_path(change.path)}")
         console.print(f"  [bold]next:[/] {item.next_steps}")
-
-
-def _shown(path: Path) -> str:
-    for base, label in ((Path.cwd(), ""), (Path.home(), "~/")):
-        try:
-            return label + str(path.relative_to(base))
-        except ValueError:
-            continue
-    return str(path)
 
 
 def register(app: typer.Typer) -> None:

@@ -93,7 +93,7 @@ class CompileContext:
                 model = self.model_for(agent)
             except UserInputError as exc:
                 raise UserInputError(f"agent {agent.name!r}: {exc}") from None
-            if (agent.tools or agent.memory) and getattr(model, "tool_calling", True) is False:
+            if agent.has_tools and getattr(model, "tool_calling", True) is False:
                 raise UserInputError(
                     f"agent {agent.name!r} has tools, but the local model cannot call tools; "
                     "give it an openai:, anthropic: or ollama: model"

@@ -75,8 +75,8 @@ def evaluate_gate(
     verifier: Verifier | None = None,
 ) -> Work[GateResult]:
     """Whether ``output`` passes ``gate``; a generator, since an `llm_judge` gate calls
-    ``judge`` through the turn's ``calls``. ``verifier``: the gate's verifier, loaded at compile
-    time (else loaded here)."""
+    ``judge`` through the turn's ``calls``. ``verifier``: a `verifier` gate's callable, which
+    the step loads when the graph compiles (`load_verifier`)."""
     text = as_text(output)
     if gate.kind == "regex":
         assert gate.pattern is not None
@@ -102,8 +102,8 @@ def evaluate_gate(
             outputs=text,
         )
         return GateResult(verdict.passed, verdict.comment)
-    assert gate.verifier is not None
-    return run_verifier(verifier or load_verifier(gate.verifier), output, step)
+    assert verifier is not None, "a verifier gate's callable is loaded at compile time"
+    return run_verifier(verifier, output, step)
 
 
 # -- the gate loop in the graph ------------------------------------------------------------------

@@ -120,7 +120,7 @@ class StepTurn(AgentTurn):
                 calls, model, messages, self.step.output_schema, what=what
             )
             recorded: list[BaseMessage] = [calls.replies[-1]]
-        elif self.agent.tools or self.agent.memory:
+        elif self.agent.has_tools:
             tools = self.ctx.tools_for(self.agent)
             outcome = yield from tool_loop(calls, model, messages, tools, self.agent.max_tool_calls)
             output, recorded = outcome.last, outcome.recorded

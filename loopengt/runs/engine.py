@@ -27,7 +27,13 @@ from loopengt.memory import open_memory
 from loopengt.project import shown_path
 from loopengt.runs.index import RunRecord
 from loopengt.runs.session import RunResult, Session, run_session, thread_config
-from loopengt.runs.storage import Storage, aopen_storage, open_storage, storage_url
+from loopengt.runs.storage import (
+    Storage,
+    aopen_storage,
+    is_postgres,
+    open_storage,
+    storage_url,
+)
 from loopengt.spec.loader import load_spec_text, read_spec_file
 from loopengt.spec.models import LoopSpec
 from loopengt.status import RunStatus
@@ -52,8 +58,11 @@ def new_run_id(spec: LoopSpec) -> str:
     return f"{slug or 'run'}-{time.strftime('%Y%m%d')}-{secrets.token_hex(3)}"
 
 
-def prepare_inputs(spec: LoopSpec, given: dict[str, Any]) -> dict[str, Any]:
-    """The run input: declared defaults filled in, missing required and unknown keys refused."""
+def prepare_inputs(
+    spec: LoopSpec, given: dict[str, Any], *, cli_hints: bool = True
+) -> dict[str, Any]:
+    """The run input: declared defaults filled in, missing required and unknown keys refused.
+    ``cli_hints``: the messages say how to pass the input with `--input` (not in Studio)."""
     inputs = dict(given)
     problems = []
     for name, declared in spec.inputs.items():
@@ -63,7 +72,8 @@ def prepare_inputs(spec: LoopSpec, given: dict[str, Any]) -> dict[str, Any]:
             inputs[name] = declared.default
         elif declared.required:
             hint = f" ({declared.description})" if declared.description else ""
-            problems.append(f"missing input {name!r}{hint}: pass --input {name}=VALUE")
+            how = f": pass --input {name}=VALUE" if cli_hints else ""
+            problems.append(f"missing input {name!r}{hint}{how}")
     if spec.inputs:
         for name in inputs:
             if name not in spec.inputs:
@@ -72,9 +82,10 @@ def prepare_inputs(spec: LoopSpec, given: dict[str, Any]) -> dict[str, Any]:
     for key in _mapped_inputs(spec):
         value = inputs.get(key)
         if key in inputs and not isinstance(value, list):
+            how = f': pass --input \'{key}=["a", "b"]\'' if cli_hints else ""
             problems.append(
-                f"input {key!r} is mapped over, so it must be a list (got {type(value).__name__}): "
-                f'pass --input \'{key}=["a", "b"]\''
+                f"input {key!r} is mapped over, so it must be a list "
+                f"(got {type(value).__name__}){how}"
             )
     if problems:
         raise UserInputError("\n".join(problems))
@@ -321,7 +332,8 @@ async def _existing(
         spec = load_spec_text(record.spec_text, filename=record.spec_path)
         stored = {k: v for k, v in record.options.items() if k in RunOptions.__dataclass_fields__}
         options = RunOptions(**{**stored, "checkpointer": checkpointer})
-        url = storage_url(checkpointer, config)
+        # the memory store only for a run: reading one (`runs show`) creates no database
+        url = storage_url(checkpointer, config) if check_models else None
         async with open_memory(spec, url, config.state_dir) as store:
             graph = _compile(
                 spec,
@@ -364,7 +376,7 @@ async def _mark_running(storage: Storage, record: RunRecord, seen: dict[str, Any
 def _database_exists(checkpointer: str | None, config: Config) -> bool:
     """Whether the run database is there (a PostgreSQL server is assumed to be)."""
     url = storage_url(checkpointer, config)
-    return url.startswith(("postgresql://", "postgres://")) or Path(url).exists()
+    return is_postgres(url) or Path(url).exists()
 
 
 def _checkpointed(storage: Storage, record: RunRecord) -> RunRecord:

@@ -97,6 +97,11 @@ class AgentRole(StrictModel):
         default=None, ge=1, description="Cap on each reply's output tokens (default: defaults)."
     )
 
+    @property
+    def has_tools(self) -> bool:
+        """It calls tools: its own, or memory's (its turns run the tool loop)."""
+        return bool(self.tools) or self.memory
+
 
 class GateSpec(StrictModel):
     """A verification gate run on a step's output."""

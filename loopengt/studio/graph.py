@@ -37,7 +37,7 @@ def studio_graph(
     output is `outputs`, `status` and `stop_reason` (see the module docstring); compiled
     without a checkpointer or store. ``project`` is the folder whose `.loopengt/config.toml`
     gives models and settings (default: `find_project()`)."""
-    from langgraph._internal._runnable import RunnableCallable
+    from langchain_core.runnables import RunnableLambda
     from langgraph.graph import END, START, StateGraph
 
     from loopengt.compile import compile_spec
@@ -78,7 +78,7 @@ def studio_graph(
 
     builder: Any = StateGraph(state, input_schema=input_schema, output_schema=output_schema)
     # both APIs, as every loopengt node: the server awaits `ainvoke`, scripts may `invoke`
-    builder.add_node(LOOP_NODE, RunnableCallable(run_loop, arun_loop, name=LOOP_NODE))
+    builder.add_node(LOOP_NODE, RunnableLambda(run_loop, afunc=arun_loop, name=LOOP_NODE))
     builder.add_node(OUTCOME_NODE, outcome)
     builder.add_edge(START, LOOP_NODE)
     builder.add_edge(LOOP_NODE, OUTCOME_NODE)
@@ -188,11 +188,7 @@ def studio_inputs(spec: LoopSpec, values: dict[str, Any]) -> dict[str, Any]:
     from loopengt.runs.engine import prepare_inputs
 
     given = {k: v for k, v in values.items() if k in spec.inputs and v is not None}
-    try:
-        return prepare_inputs(spec, given)
-    except UserInputError as exc:
-        lines = [re.sub(r": pass --input .*$", "", line) for line in str(exc).splitlines()]
-        raise UserInputError("\n".join(lines)) from None
+    return prepare_inputs(spec, given, cli_hints=False)
 
 
 def _check_input_names(spec: LoopSpec, filename: str) -> None:
