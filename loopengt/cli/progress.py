@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.spinner import Spinner
 from rich.text import Text
 
 from loopengt.cli.output import err_console
 from loopengt.status import StepStatus
 from loopengt.tracing.events import EventKind
+from loopengt.tracing.views import first_line
 
 if TYPE_CHECKING:
     from loopengt.tracing.stream import RunEvent
@@ -67,10 +69,10 @@ class RunProgress:
         elif event.kind == EventKind.RETRY:
             data = event.data
             why = "gate said no" if data.get("cause") == "gate" else "error"
-            reason = str(data.get("reason") or "").splitlines()[0:1]
+            reason = escape(first_line(data.get("reason"), 100))  # a reason may hold [brackets]
             self._line(
                 f"[yellow]↻[/] {self._label(node)}  [dim]attempt {data.get('attempt')} "
-                f"({why}{': ' + reason[0][:100] if reason else ''})[/]"
+                f"({why}{': ' + reason if reason else ''})[/]"
             )
         elif event.kind == EventKind.STEP_END and node in self.step_started:
             status = event.data.get("status")
