@@ -213,7 +213,7 @@ async def aanswer_approval(
         resume = {pending[0].id: value} if pending else value
         await _mark_running(storage, record, {"status": record.status, "pid": record.pid})
         answer: Command[Any] = Command(resume=resume)
-        session = Session(graph, spec, storage, record, config, on_event, stream_text)
+        session = Session(graph, spec, storage, record, config, on_event, stream_text, value)
         return await run_session(session, answer)
 
 

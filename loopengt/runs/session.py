@@ -75,6 +75,9 @@ class Session:
     config: Config
     on_event: EventSink | None = None
     stream_text: bool = False
+    answer: dict[str, Any] | None = None
+    """The approval this session continues with (`approve`/`reject`, and the comment):
+    written in its run_start event, so the trace keeps it."""
 
 
 async def run_session(
@@ -95,9 +98,8 @@ async def run_session(
     resumed = graph_input is None or not isinstance(graph_input, dict)
     inputs = record.options.get("inputs")
     start: dict[str, Any] = {"spec": session.spec.name, "input": inputs, "resumed": resumed}
-    answer = _approval_answer(graph_input)
-    if answer is not None:
-        start["answer"] = answer
+    if session.answer is not None:
+        start["answer"] = session.answer
     events.publish(EventKind.RUN_START, **start)
     run_config = {**(run_config or thread_config(record.run_id)), "callbacks": [events]}
     run_config["metadata"] = {"loopengt_run_id": record.run_id, "loopengt_spec": session.spec.name}
@@ -134,15 +136,6 @@ async def run_session(
     if outcome[0] == RunStatus.FAILED:
         raise LoopengtError(f"run {record.run_id} failed: {outcome[1]}") from error
     return result
-
-
-def _approval_answer(graph_input: Any) -> dict[str, Any] | None:
-    """The approval a session continues with (`approve`/`reject`, and the comment), for
-    its trace; None for a fresh run or a plain resume."""
-    resume = getattr(graph_input, "resume", None)
-    if isinstance(resume, dict) and len(resume) == 1 and "approved" not in resume:
-        resume = next(iter(resume.values()))  # {interrupt id: answer}
-    return dict(resume) if isinstance(resume, dict) and "approved" in resume else None
 
 
 async def _finish(
