@@ -27,6 +27,7 @@ from langchain_core.tools import BaseTool
 from loopengt.graph.context_budget import ContextBudget
 from loopengt.graph.state import Update, add_numbers, new_usage
 from loopengt.providers.pricing import cost_usd
+from loopengt.runs.lease import check_lease
 from loopengt.serialization import as_text
 
 T = TypeVar("T")
@@ -88,7 +89,9 @@ class Calls:
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
     def keep(self, reply: Any) -> AIMessage:
-        """The reply as an AIMessage (a model may answer with a string or a chunk), kept."""
+        """The reply as an AIMessage (a model may answer with a string or a chunk), kept.
+        Not if this process lost the run meanwhile (another one drives it now)."""
+        check_lease()
         message = reply if isinstance(reply, AIMessage) else AIMessage(content=_content(reply))
         self.replies.append(message)
         return message

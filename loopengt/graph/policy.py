@@ -15,6 +15,7 @@ from loopengt.errors import LoopengtError, UserInputError
 from loopengt.graph.calls import StepTimeoutError
 from loopengt.graph.context import CompileContext
 from loopengt.graph.state import LoopState, Update, add_numbers
+from loopengt.runs.lease import LeaseLost
 from loopengt.serialization import as_text
 from loopengt.status import RunStatus
 
@@ -84,6 +85,8 @@ def failed_call(exc: Exception, ctx: CompileContext, attempt: int, what: str, no
     that the run ends, ``stopped`` by a step timeout and ``failed`` by anything else."""
     from loopengt.providers.errors import explain_model_error
 
+    if isinstance(exc, LeaseLost):  # another process drives the run now: write nothing
+        raise exc
     if is_transient(exc) and attempt < ctx.spec.policy.retry.attempts:
         raise exc
     reason = f"{what} failed after {attempt} attempt(s): {explain_model_error(exc, ctx.config)}"

@@ -26,6 +26,7 @@ from loopengt.errors import UserInputError
 from loopengt.memory import open_memory
 from loopengt.project import shown_path
 from loopengt.runs.index import RunRecord
+from loopengt.runs.lease import effective, lease_seconds, new_owner
 from loopengt.runs.session import RunResult, Session, run_session, thread_config
 from loopengt.runs.storage import (
     Storage,
@@ -140,6 +141,8 @@ async def astart_run(
             status=RunStatus.RUNNING.value,
             host=socket.gethostname(),
             pid=os.getpid(),
+            owner=new_owner(),
+            lease_until=time.time() + lease_seconds(),
             # the checkpointer URL may hold a password and is given again on resume
             options={**vars(options), "checkpointer": None, "inputs": run_input},
         )
@@ -160,11 +163,19 @@ async def aresume_run(
     """Continue a run from its last checkpoint (after Ctrl-C, kill -9, a crash or a failure)."""
     config = config or Config.load(root)
     async with _existing(run_id, checkpointer, config) as (storage, record, spec, graph):
-        seen = {"status": record.status, "pid": record.pid}  # as stored, for the claim
-        if _effective(record).status == RunStatus.RUNNING and record.host == socket.gethostname():
+        seen = {"status": record.status, "owner": record.owner}  # as stored, for the claim
+        if effective(record).status == RunStatus.RUNNING and (
+            record.lease_until is not None or record.host == socket.gethostname()
+        ):
             # two processes driving one thread would both call the models and race on it
+            if record.host == socket.gethostname():
+                raise UserInputError(
+                    f"run {run_id!r} is still running (pid {record.pid}); stop it first"
+                )
+            left = max(0.0, (record.lease_until or 0) - time.time())
             raise UserInputError(
-                f"run {run_id!r} is still running (pid {record.pid}); stop it first"
+                f"run {run_id!r} is still running on {record.host} (pid {record.pid}); stop it"
+                f" there, or if that machine is gone, resume when its lease ends in {left:.0f}s"
             )
         if record.status == RunStatus.WAITING_APPROVAL:
             raise UserInputError(
@@ -211,7 +222,7 @@ async def aanswer_approval(
         state = await graph.aget_state(thread_config(run_id))
         pending = getattr(state, "interrupts", ()) or ()
         resume = {pending[0].id: value} if pending else value
-        await _mark_running(storage, record, {"status": record.status, "pid": record.pid})
+        await _mark_running(storage, record, {"status": record.status, "owner": record.owner})
         answer: Command[Any] = Command(resume=resume)
         session = Session(graph, spec, storage, record, config, on_event, stream_text, value)
         return await run_session(session, answer)
@@ -228,7 +239,7 @@ async def aget_run(
     config = config or Config.load(root)
     async with _existing(run_id, checkpointer, config, check_models=False) as (_, record, _s, g):
         state = await g.aget_state(thread_config(run_id))
-        return _progress(_effective(record), dict(state.values)), dict(state.values)
+        return _progress(effective(record), dict(state.values)), dict(state.values)
 
 
 def start_run(spec_path: str | os.PathLike[str], **kwargs: Any) -> RunResult:
@@ -278,7 +289,7 @@ def list_runs(
     if not _database_exists(checkpointer, config):
         return []  # a read command never creates a database
     with open_storage(checkpointer, config=config) as storage:
-        records = [_checkpointed(storage, _effective(r)) for r in storage.index.runs()]
+        records = [_checkpointed(storage, effective(r)) for r in storage.index.runs()]
     return [r for r in records if wanted is None or r.status == wanted]
 
 
@@ -356,6 +367,7 @@ async def _before_failure(graph: Any, config: dict[str, Any]) -> dict[str, Any] 
 
 async def _mark_running(storage: Storage, record: RunRecord, seen: dict[str, Any]) -> None:
     """Take the run over; refused when another process took it since we read its row."""
+    owner = new_owner()
     claimed = await storage.index.aclaim(
         record.run_id,
         seen,
@@ -364,6 +376,8 @@ async def _mark_running(storage: Storage, record: RunRecord, seen: dict[str, Any
         ended_at=None,
         host=socket.gethostname(),
         pid=os.getpid(),
+        owner=owner,
+        lease_until=time.time() + lease_seconds(),
     )
     if not claimed:
         raise UserInputError(
@@ -371,6 +385,7 @@ async def _mark_running(storage: Storage, record: RunRecord, seen: dict[str, Any
             "see `loopengt runs`"
         )
     record.status = RunStatus.RUNNING.value
+    record.owner = owner
 
 
 def _database_exists(checkpointer: str | None, config: Config) -> bool:
@@ -396,16 +411,4 @@ def _progress(record: RunRecord, values: dict[str, Any]) -> RunRecord:
     record.steps_done = max(record.steps_done, len(outputs))
     record.tokens = max(record.tokens, int(usage.get("total_tokens", 0)))
     record.cost_usd = max(record.cost_usd, float(usage.get("cost_usd", 0.0)))
-    return record
-
-
-def _effective(record: RunRecord) -> RunRecord:
-    """A row still `running` whose process is gone on this host was killed: interrupted."""
-    if record.status == RunStatus.RUNNING and record.host == socket.gethostname() and record.pid:
-        try:
-            os.kill(record.pid, 0)
-        except ProcessLookupError:
-            record.status = RunStatus.INTERRUPTED.value
-        except PermissionError:
-            pass
     return record

@@ -31,6 +31,9 @@ COLUMNS = (
     "pid",
     "trace_path",
     "options",
+    "run_seconds",
+    "owner",
+    "lease_until",
 )
 
 CREATE = """
@@ -49,9 +52,19 @@ CREATE TABLE IF NOT EXISTS loopengt_runs (
     host TEXT NOT NULL DEFAULT '',
     pid INTEGER NOT NULL DEFAULT 0,
     trace_path TEXT,
-    options TEXT NOT NULL DEFAULT '{}'
+    options TEXT NOT NULL DEFAULT '{}',
+    run_seconds DOUBLE PRECISION NOT NULL DEFAULT 0,
+    owner TEXT NOT NULL DEFAULT '',
+    lease_until DOUBLE PRECISION
 )
 """
+
+# columns added after the first release: (name, SQL type), added to older databases on open
+ADDED_COLUMNS = (
+    ("run_seconds", "DOUBLE PRECISION NOT NULL DEFAULT 0"),
+    ("owner", "TEXT NOT NULL DEFAULT ''"),
+    ("lease_until", "DOUBLE PRECISION"),
+)
 
 # eval results, kept with the run (`loopengt eval`); the latest per run is what `runs` shows
 CREATE_EVALS = """
@@ -81,11 +94,28 @@ class RunRecord:
     pid: int = 0
     trace_path: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    run_seconds: float = 0.0
+    """Time the run's sessions ran, summed: not the gaps between a Ctrl-C (or a kill, or an
+    approval) and the session that continued it. A live session adds to it as it goes."""
+    owner: str = ""
+    """The process driving the run (`host:pid:token`); only it may write the row's outcome."""
+    lease_until: float | None = None
+    """Until when the owner's claim holds (epoch seconds): it renews it while it runs, so a
+    `running` row past its lease has lost its process, on whatever machine."""
     score: float | None = None
     """The judge's score from the run's latest eval (not a column: read from its evals)."""
 
     @property
     def duration_s(self) -> float | None:
+        """How long the run ran (`run_seconds`); for rows written before that column, the
+        wall time from start to end."""
+        if self.run_seconds:
+            return self.run_seconds
+        return None if self.ended_at is None else self.ended_at - self.started_at
+
+    @property
+    def wall_s(self) -> float | None:
+        """From start to end, pauses included."""
         return None if self.ended_at is None else self.ended_at - self.started_at
 
     def summary(self) -> dict[str, Any]:
@@ -93,6 +123,7 @@ class RunRecord:
         out = asdict(self)
         del out["spec_text"]
         out["duration_s"] = self.duration_s
+        out["wall_s"] = self.wall_s
         return out
 
 
@@ -107,6 +138,20 @@ class RunIndex:
         if postgres or not sqlite_has(conn, "loopengt_runs", "loopengt_evals"):
             self._write(CREATE)  # a write transaction: skipped when there is nothing to do,
             self._write(CREATE_EVALS)  # so reading runs never waits for a writer's lock
+        for name, kind in self._missing_columns():
+            self._write(f"ALTER TABLE loopengt_runs ADD COLUMN {name} {kind}")
+
+    def _missing_columns(self) -> list[tuple[str, str]]:
+        """Columns an older loopengt's table lacks (read without a write lock)."""
+        if self.postgres:
+            rows = self.conn.execute(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_name = 'loopengt_runs' AND table_schema = current_schema()"
+            ).fetchall()
+        else:
+            rows = self.conn.execute("SELECT name FROM pragma_table_info('loopengt_runs')")
+        have = {row["column_name"] if isinstance(row, dict) else row[0] for row in rows}
+        return [(name, kind) for name, kind in ADDED_COLUMNS if name not in have]
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.postgres else sql

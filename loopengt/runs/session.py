@@ -18,6 +18,7 @@ from loopengt.errors import (
     LoopengtError,
 )
 from loopengt.runs.index import RunRecord
+from loopengt.runs.lease import CURRENT, Lease
 from loopengt.runs.storage import Storage
 from loopengt.spec.models import LoopSpec
 from loopengt.status import RunStatus
@@ -103,7 +104,11 @@ async def run_session(
     events.publish(EventKind.RUN_START, **start)
     run_config = {**(run_config or thread_config(record.run_id)), "callbacks": [events]}
     run_config["metadata"] = {"loopengt_run_id": record.run_id, "loopengt_spec": session.spec.name}
-    started = time.monotonic()
+    lease = Lease(session.storage.index, record, record.owner)
+    this = asyncio.current_task()
+    assert this is not None  # run_session is always awaited in a task
+    heartbeat = asyncio.create_task(lease.run(this.cancel))
+    lease_token = CURRENT.set(lease)
     modes = ["updates", *(["messages"] if session.stream_text else [])]
     outcome: tuple[RunStatus | None, str | None] = (None, None)
     error: Exception | None = None
@@ -118,17 +123,27 @@ async def run_session(
             events.chunk(mode, chunk)
     except (KeyboardInterrupt, asyncio.CancelledError):
         outcome = (RunStatus.INTERRUPTED, None)
+        if lease.lost:  # cancelled by the heartbeat, not by the caller: not theirs to see
+            this.uncancel()
     except Exception as exc:
         from loopengt.providers.errors import explain_model_error
 
         outcome, error = (RunStatus.FAILED, f"error: {explain_model_error(exc, config)}"), exc
     finally:
+        heartbeat.cancel()
+        CURRENT.reset(lease_token)
         _ACTIVE[0] -= 1
         if not _ACTIVE[0]:  # MCP tool servers are shared by the runs of this process
             from loopengt.tools.mcp_client import close_all
 
             close_all()
-    result = await _finish(session, events, recorder, started, *outcome)
+    if lease.lost:
+        recorder.close()  # the run's outcome is the new owner's to write
+        raise LoopengtError(
+            f"run {record.run_id} was taken over by another process (its lease ran out while "
+            "this one was not heard from); this one stopped"
+        )
+    result = await _finish(session, events, recorder, lease, *outcome)
     if outcome[0] == RunStatus.INTERRUPTED:
         raise RunInterrupted(
             f"run {record.run_id} interrupted; continue it with `loopengt resume {record.run_id}`"
@@ -142,7 +157,7 @@ async def _finish(
     session: Session,
     events: Any,
     recorder: Any,
-    started: float,
+    lease: Lease,
     status: RunStatus | None,
     reason: str | None,
 ) -> RunResult:
@@ -160,7 +175,7 @@ async def _finish(
     reason = reason or values.get("stop_reason")
     outputs = values.get("outputs") or {}
     usage = values.get("usage") or {}
-    duration = time.monotonic() - started
+    duration = time.monotonic() - lease.started
     events.publish(
         EventKind.RUN_END,
         status=status,
@@ -170,8 +185,10 @@ async def _finish(
         outputs=outputs,
     )
     trace_path = recorder.finish(status=status, stop_reason=reason, usage=usage)
-    await session.storage.index.aupdate(
+    # only while this process still owns the run (another may have taken it over since)
+    await session.storage.index.aclaim(
         record.run_id,
+        {"owner": lease.owner},
         status=status.value,
         stop_reason=reason,
         steps_done=len(outputs),
@@ -179,6 +196,8 @@ async def _finish(
         cost_usd=float(usage.get("cost_usd", 0.0)),
         ended_at=None if status == RunStatus.WAITING_APPROVAL else time.time(),
         trace_path=str(trace_path),
+        run_seconds=lease.run_seconds(),
+        lease_until=None,
     )
     return RunResult(
         run_id=record.run_id,
