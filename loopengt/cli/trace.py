@@ -8,7 +8,6 @@ from pathlib import Path
 import typer
 
 from loopengt.cli.output import console, err_console
-from loopengt.project import STATE_DIR, find_project
 
 
 class TraceFormat(StrEnum):
@@ -33,12 +32,20 @@ def trace(
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Write to FILE instead of stdout.", metavar="FILE"
     ),
+    checkpointer: str | None = typer.Option(
+        None,
+        "--checkpointer",
+        help="The runs' database, when not the config's: with PostgreSQL the trace is read "
+        "from it, whichever machine ran each session.",
+    ),
 ) -> None:
     """Show a run's trace as a tree with timings, or export it. A run still going (or
     killed) shows what it recorded so far."""
-    from loopengt.tracing.exports import load_run, to_json, to_jsonl, to_markdown
+    from loopengt.config import Config
+    from loopengt.runs.shared_trace import run_trace
+    from loopengt.tracing.exports import to_json, to_jsonl, to_markdown
 
-    loaded = load_run(run_id, find_project() / STATE_DIR / "runs")
+    loaded = run_trace(run_id, Config.load(), checkpointer)
     if fmt is TraceFormat.tree:
         from rich.console import Console
 

@@ -144,8 +144,8 @@ async def aeval_run(
 ) -> EvalResult:
     """Score run ``run_id`` and keep the result with it (`runs` shows the score)."""
     from loopengt.providers.registry import resolve_model
+    from loopengt.runs.shared_trace import run_trace
     from loopengt.runs.storage import aopen_storage
-    from loopengt.tracing.exports import load_run
 
     config = config or Config.load(root)
     async with aopen_storage(checkpointer, config) as storage:
@@ -153,7 +153,7 @@ async def aeval_run(
         if record is None:
             raise UserInputError(f"no run {run_id!r} in {storage.url} (see `loopengt runs`)")
         spec = load_spec_text(record.spec_text, filename=record.spec_path)
-        trace = load_run(run_id, config.state_dir / "runs")
+        trace = run_trace(run_id, config, checkpointer)
         criteria = criteria_for(spec, rubric)  # a bad rubric file fails before any call
         result = EvalResult(run_id, run_metrics(trace, [s.name for s in spec.steps]))
         if judge:

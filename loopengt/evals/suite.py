@@ -217,7 +217,7 @@ async def _run_case(
 ) -> CaseResult:
     from loopengt.evals.metrics import run_metrics
     from loopengt.runs.engine import RunOptions, astart_run
-    from loopengt.tracing.exports import load_run
+    from loopengt.runs.shared_trace import run_trace
 
     options = RunOptions(
         model=model,
@@ -234,7 +234,8 @@ async def _run_case(
         out.error = f"could not run: {str(exc).splitlines()[0]}"
         return out
     out.status, out.stop_reason, out.outputs = result.status, result.stop_reason, result.outputs
-    metrics = run_metrics(load_run(run_id, config.state_dir / "runs"), [s.name for s in spec.steps])
+    trace = await asyncio.to_thread(run_trace, run_id, config)
+    metrics = run_metrics(trace, [s.name for s in spec.steps])
     out.metrics = {
         "latency_s": round(metrics.latency_s, 4),
         "cost_usd": metrics.cost_usd,

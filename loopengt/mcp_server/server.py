@@ -215,10 +215,11 @@ def build_server(root: Path, *, host: str = "127.0.0.1", port: int = 8000) -> Fa
     ) -> TraceText:
         """A run's trace: every step, model call, tool call, gate and retry with timings,
         tokens and cost, as Markdown, JSON or JSON lines."""
-        from loopengt.tracing.exports import load_run, to_json, to_jsonl, to_markdown
+        from loopengt.runs.shared_trace import run_trace
+        from loopengt.tracing.exports import to_json, to_jsonl, to_markdown
 
         try:
-            trace = load_run(check_run_id(run_id), runs.config.state_dir / "runs")
+            trace = run_trace(check_run_id(run_id), runs.config)
         except LoopengtError as exc:
             raise _fail(exc) from None
         writer = {"markdown": to_markdown, "json": to_json, "jsonl": to_jsonl}[format]
@@ -300,10 +301,11 @@ def build_server(root: Path, *, host: str = "127.0.0.1", port: int = 8000) -> Fa
     @mcp.resource("loopengt://runs/{run_id}/trace", mime_type="application/json")
     def trace(run_id: str) -> str:
         """A run's trace as JSON."""
-        from loopengt.tracing.exports import load_run, to_json
+        from loopengt.runs.shared_trace import run_trace
+        from loopengt.tracing.exports import to_json
 
         try:
-            return to_json(load_run(check_run_id(run_id), runs.config.state_dir / "runs"))
+            return to_json(run_trace(check_run_id(run_id), runs.config))
         except LoopengtError as exc:
             raise _fail(exc) from None
 

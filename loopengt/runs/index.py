@@ -59,6 +59,19 @@ CREATE TABLE IF NOT EXISTS loopengt_runs (
 )
 """
 
+# PostgreSQL only: every run's trace lines, so a run resumed on another machine has one trace
+# (loopengt/runs/shared_trace.py)
+CREATE_EVENTS = (
+    """
+CREATE TABLE IF NOT EXISTS loopengt_events (
+    id BIGSERIAL PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    line TEXT NOT NULL
+)
+""",
+    "CREATE INDEX IF NOT EXISTS loopengt_events_run ON loopengt_events (run_id, id)",
+)
+
 # columns added after the first release: (name, SQL type), added to older databases on open
 ADDED_COLUMNS = (
     ("run_seconds", "DOUBLE PRECISION NOT NULL DEFAULT 0"),
@@ -136,10 +149,12 @@ class RunIndex:
         # the checkpointer's lock: it shares this connection from LangGraph's worker threads
         self.lock = lock or threading.Lock()
         if postgres or not sqlite_has(conn, "loopengt_runs", "loopengt_evals"):
-            self._write(CREATE)  # a write transaction: skipped when there is nothing to do,
-            self._write(CREATE_EVALS)  # so reading runs never waits for a writer's lock
+            self.write(CREATE)  # a write transaction: skipped when there is nothing to do,
+            self.write(CREATE_EVALS)  # so reading runs never waits for a writer's lock
+        for statement in CREATE_EVENTS if postgres else ():
+            self.write(statement)
         for name, kind in self._missing_columns():
-            self._write(f"ALTER TABLE loopengt_runs ADD COLUMN {name} {kind}")
+            self.write(f"ALTER TABLE loopengt_runs ADD COLUMN {name} {kind}")
 
     def _missing_columns(self) -> list[tuple[str, str]]:
         """Columns an older loopengt's table lacks (read without a write lock)."""
@@ -153,17 +168,17 @@ class RunIndex:
         have = {row["column_name"] if isinstance(row, dict) else row[0] for row in rows}
         return [(name, kind) for name, kind in ADDED_COLUMNS if name not in have]
 
-    def _sql(self, sql: str) -> str:
+    def sql_for(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.postgres else sql
 
-    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+    def write(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         """Run one write; returns how many rows it changed."""
         with self.lock:
             return self._write_locked(sql, params)
 
     def _write_locked(self, sql: str, params: tuple[Any, ...]) -> int:
         if self.postgres:  # psycopg connections here run in autocommit mode
-            return int(self.conn.execute(self._sql(sql), params).rowcount)
+            return int(self.conn.execute(self.sql_for(sql), params).rowcount)
         # BEGIN IMMEDIATE takes the write lock up front, so concurrent writers wait on the
         # busy timeout instead of failing with "database is locked" on lock upgrade
         self.conn.execute("BEGIN IMMEDIATE")
@@ -178,7 +193,7 @@ class RunIndex:
     def insert(self, record: RunRecord) -> None:
         values = tuple(_db_value(getattr(record, c)) for c in COLUMNS)
         marks = ", ".join("?" for _ in COLUMNS)
-        self._write(f"INSERT INTO loopengt_runs ({', '.join(COLUMNS)}) VALUES ({marks})", values)
+        self.write(f"INSERT INTO loopengt_runs ({', '.join(COLUMNS)}) VALUES ({marks})", values)
 
     def update(self, run_id: str, **fields: Any) -> None:
         unknown = set(fields) - set(COLUMNS)
@@ -186,7 +201,7 @@ class RunIndex:
             raise ValueError(f"unknown run index columns: {sorted(unknown)}")
         assignments = ", ".join(f"{name} = ?" for name in fields)
         values = tuple(_db_value(v) for v in fields.values())
-        self._write(f"UPDATE loopengt_runs SET {assignments} WHERE run_id = ?", (*values, run_id))
+        self.write(f"UPDATE loopengt_runs SET {assignments} WHERE run_id = ?", (*values, run_id))
 
     def claim(self, run_id: str, seen: dict[str, Any], **fields: Any) -> bool:
         """Update the row only if it still holds the ``seen`` values (compare-and-set), so of
@@ -198,7 +213,7 @@ class RunIndex:
         conditions = "".join(f" AND {name} = ?" for name in seen)
         values = tuple(_db_value(v) for v in (*fields.values(), run_id, *seen.values()))
         sql = f"UPDATE loopengt_runs SET {assignments} WHERE run_id = ?{conditions}"
-        return self._write(sql, values) == 1
+        return self.write(sql, values) == 1
 
     def get(self, run_id: str) -> RunRecord | None:
         rows = self._select("WHERE r.run_id = ?", (run_id,))
@@ -212,7 +227,7 @@ class RunIndex:
     def save_eval(self, run_id: str, score: float | None, result: dict[str, Any]) -> None:
         """Keep ``result`` as the run's eval, replacing an earlier one."""
         values = (run_id, score, json.dumps(result, default=str), time.time())
-        self._write(
+        self.write(
             "INSERT INTO loopengt_evals (run_id, score, result, created_at) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (run_id) DO UPDATE SET score = excluded.score,"
             " result = excluded.result, created_at = excluded.created_at",
@@ -240,7 +255,7 @@ class RunIndex:
 
     def _select(self, clause: str, params: tuple[Any, ...]) -> list[RunRecord]:
         columns = ", ".join(f"r.{c}" for c in COLUMNS)
-        sql = self._sql(
+        sql = self.sql_for(
             f"SELECT {columns}, e.score FROM loopengt_runs r"
             f" LEFT JOIN loopengt_evals e ON e.run_id = r.run_id {clause}"
         )

@@ -5,6 +5,7 @@ outcome to the run index. A run has one session per `run`, `resume`, `approve` o
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from loopengt.errors import (
 )
 from loopengt.runs.index import RunRecord
 from loopengt.runs.lease import CURRENT, Lease
+from loopengt.runs.shared_trace import SharedEvents
 from loopengt.runs.storage import Storage
 from loopengt.spec.models import LoopSpec
 from loopengt.status import RunStatus
@@ -90,8 +92,13 @@ async def run_session(
 
     record, config = session.record, session.config
     events = RunEvents(record.run_id, max_chars=config.trace_chars, prices=config.prices)
-    recorder = TraceRecorder(
-        record.run_id, runs_dir=config.state_dir / "runs", spec_name=session.spec.name
+    index = session.storage.index
+    recorder = await asyncio.to_thread(
+        TraceRecorder,
+        record.run_id,
+        runs_dir=config.state_dir / "runs",
+        spec_name=session.spec.name,
+        shared=SharedEvents(index, record.run_id) if index.postgres else None,
     )
     events.subscribe(recorder)
     if session.on_event is not None:
@@ -184,7 +191,11 @@ async def _finish(
         usage=dict(usage),
         outputs=outputs,
     )
-    trace_path = recorder.finish(status=status, stop_reason=reason, usage=usage)
+    if recorder.shared is None:
+        trace_path = recorder.finish(status=status, stop_reason=reason, usage=usage)
+    else:  # waits for the database to have every line
+        finish = functools.partial(recorder.finish, status=status, stop_reason=reason, usage=usage)
+        trace_path = await asyncio.to_thread(finish)
     # only while this process still owns the run (another may have taken it over since)
     await session.storage.index.aclaim(
         record.run_id,

@@ -12,27 +12,48 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from loopengt.redaction import redact, secret_values
 from loopengt.serialization import jsonable, write_atomically
-from loopengt.tracing.events import EventKind, dumps_line, read_events, summarize
+from loopengt.tracing.events import Event, EventKind, dumps_line, read_events, summarize
 from loopengt.tracing.stream import RunEvent
+
+
+class SharedLog(Protocol):
+    """A run's event lines in a store every machine reads (`runs.shared_trace`)."""
+
+    def read(self) -> list[Event]: ...
+
+    def __call__(self, line: Event) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class TraceRecorder:
     """Records one session of run ``run_id`` (appending to an existing `.jsonl`)."""
 
     def __init__(
-        self, run_id: str, *, runs_dir: Path | str = Path(".loopengt/runs"), spec_name: str | None
+        self,
+        run_id: str,
+        *,
+        runs_dir: Path | str = Path(".loopengt/runs"),
+        spec_name: str | None,
+        shared: SharedLog | None = None,
     ) -> None:
+        """``shared``: where every line also goes, for a run other machines may continue
+        (its earlier sessions are read from there)."""
         self.run_id = run_id
         self.runs_dir = Path(runs_dir)
         self.spec_name = spec_name
         self.jsonl_path = self.runs_dir / f"{run_id}.jsonl"
         self.json_path = self.runs_dir / f"{run_id}.json"
         self.runs_dir.mkdir(parents=True, exist_ok=True)
-        self._lines = read_events(self.jsonl_path) if self.jsonl_path.exists() else []
+        self.shared = shared
+        if shared is not None:
+            self._lines = shared.read()
+        else:
+            self._lines = read_events(self.jsonl_path) if self.jsonl_path.exists() else []
         """Every line of the file: earlier sessions' as read, this one's as written."""
         self.session = 1 + sum(1 for e in self._lines if e.get("kind") == EventKind.RUN_START)
         self._secrets = secret_values()
@@ -52,12 +73,16 @@ class TraceRecorder:
             self._file.write(dumps_line(line))
             self._file.flush()  # in the OS now: survives a SIGKILL of this process
             self._lines.append(line)
+        if self.shared is not None:
+            self.shared(line)
 
     def close(self) -> None:
         with self._lock:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+        if self.shared is not None:
+            self.shared.close()
 
     def finish(
         self,

@@ -9,6 +9,7 @@ process, SQLite, and PostgreSQL with two working directories standing in for two
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -142,6 +143,27 @@ def test_a_paused_owner_loses_the_run_to_another_machine_and_writes_nothing(
         row = pg_row(postgres_url, "p1")
         assert row["status"] == "completed" and row["steps_done"] == 3
         assert read_count(count_file) == 4
+
+    # one trace, read from the database on either machine: A's session (s1, and the s2 it
+    # lost) and B's (s2, s3); B's machine never ran s1, A's never ran s3
+    for machine in (a, b):
+        shown = cli(machine, {}, "trace", "p1", "--format", "json")
+        assert shown.returncode == 0, shown.stderr
+        trace = json.loads(shown.stdout)
+        assert trace["status"] == "completed"
+        assert [e["session"] for e in trace["events"] if e["kind"] == "run_start"] == [1, 2]
+        ends = [
+            (e["session"], e["step"], e["status"])
+            for e in trace["events"]
+            if e["kind"] == "step_end"
+        ]
+        # A's cut-off s2 ends `interrupted` when A wakes up, after B's session
+        assert sorted(ends) == [
+            (1, "s1", "ok"),
+            (1, "s2", "interrupted"),
+            (2, "s2", "ok"),
+            (2, "s3", "ok"),
+        ], ends
 
 
 # -- helpers ---------------------------------------------------------------------------------
