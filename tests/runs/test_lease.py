@@ -97,7 +97,7 @@ def test_a_run_left_on_another_machine_is_resumable_once_its_lease_ends(tmp_path
 def test_a_paused_owner_loses_the_run_to_another_machine_and_writes_nothing(
     tmp_path: Path, postgres_url: str
 ) -> None:
-    lease = {"LOOPENGT_LEASE_SECONDS": "3"}
+    lease = {"LOOPENGT_LEASE_SECONDS": "6"}
     with server_process(SCRIPT, tmp_path) as (url, count_file):
         a = pg_project(tmp_path / "a", url, postgres_url)
         b = pg_project(tmp_path / "b", url, postgres_url)
@@ -114,15 +114,13 @@ def test_a_paused_owner_loses_the_run_to_another_machine_and_writes_nothing(
             wait_until(lambda: read_count(count_file) >= 2, what="the s2 request")
             owner.send_signal(signal.SIGSTOP)  # a machine that stops answering
 
-            # while the lease holds, no other machine may take the run
+            # while the lease holds (held here for as long as the check takes, whatever the
+            # machine's load), no other machine may take the run
+            set_pg_lease(postgres_url, "p1", time.time() + 60)
             clash = cli(b, lease, "resume", "p1")
             assert clash.returncode == 2
             assert "is still running" in clash.stderr, clash.stderr
-            wait_until(
-                lambda: pg_row(postgres_url, "p1")["lease_until"] < time.time(),
-                timeout=10,
-                what="the lease to run out",
-            )
+            set_pg_lease(postgres_url, "p1", time.time() - 1)  # then it runs out
             taken = cli(b, lease, "resume", "p1", "--json")
             assert taken.returncode == 0, taken.stderr
             assert result_json(taken)["status"] == "completed"
@@ -211,6 +209,11 @@ def pg_row(url: str, run_id: str) -> dict[str, Any]:
         row = cur.fetchone()
     assert row is not None
     return {"status": row[0], "steps_done": row[1], "lease_until": row[2] or 0.0}
+
+
+def set_pg_lease(url: str, run_id: str, until: float) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE loopengt_runs SET lease_until = %s WHERE run_id = %s", (until, run_id))
 
 
 def checkpoint_count(url: str, run_id: str) -> int:

@@ -231,3 +231,51 @@ def test_a_run_id_that_is_not_a_file_name_is_refused(
     ]
     assert echo_server.request_count == 0
     assert not (project / ".loopengt" / "escape.jsonl").exists()
+
+
+THREE_AT_ONCE = """
+    name: three-at-once
+    goal: Research three things at once, then sum up.
+    agents:
+      - {name: worker, instructions: You work.}
+    steps:
+      - {name: a, prompt: "research alpha"}
+      - {name: b, prompt: "research beta"}
+      - {name: c, prompt: "research gamma"}
+      - {name: total, prompt: "sum up {{a}} {{b}} {{c}}", depends_on: [a, b, c]}
+"""
+
+
+def test_a_failed_parallel_step_resumes_alone_keeping_its_siblings_work(tmp_path: Path) -> None:
+    # issue 19: `beta` is refused (400, not retried) the first time; its siblings answer
+    broken = [True]
+
+    def answer(request: dict[str, object]) -> Reply:
+        prompt = last_user_text(request)
+        if "beta" in prompt and broken[0]:
+            return ErrorReply(400, "beta is not allowed today")
+        return echo_responder(request)
+
+    with ScriptedOpenAIServer([], responder=answer) as server:
+        project = make_project(tmp_path, server.base_url)
+        write_spec(project, "three.yaml", THREE_AT_ONCE)
+        failed = loopengt(project, "run", "three.yaml", "--run-id", "p1")
+        assert failed.returncode == 1, failed.stderr
+        assert "step 'b' failed" in failed.stdout
+        first = sorted(last_user_text(r) for r in server.requests)
+        assert first == ["research alpha", "research beta", "research gamma"]
+
+        broken[0] = False
+        resumed = loopengt(project, "resume", "p1", "--json")
+        assert resumed.returncode == 0, resumed.stderr
+        again = [last_user_text(r) for r in server.requests[3:]]
+
+    # alpha and gamma were not asked again: only beta, then the step after the three
+    assert again == ["research beta", "sum up echo: research alpha echo: research beta "
+                     "echo: research gamma"]  # fmt: skip
+    result = result_json(resumed)
+    assert result["status"] == "completed"
+    assert result["outputs"]["a"] == "echo: research alpha"
+    _, state = stored_run(project, "p1")
+    assert state["visits"] == {"a": 1, "b": 1, "c": 1, "total": 1}
+    assert state["usage"]["model_calls"] == 4
