@@ -27,7 +27,13 @@ from loopengt.memory import open_memory
 from loopengt.project import shown_path
 from loopengt.runs.index import RunRecord
 from loopengt.runs.lease import effective, lease_seconds, new_owner
-from loopengt.runs.session import RunResult, Session, run_session, thread_config
+from loopengt.runs.session import (
+    RunResult,
+    Session,
+    active_sessions,
+    run_session,
+    thread_config,
+)
 from loopengt.runs.storage import (
     Storage,
     aopen_storage,
@@ -133,6 +139,7 @@ async def astart_run(
         graph = _compile(spec, storage, options, config, store=store)  # bad models: no row
         if await storage.index.aget(run_id) is not None:
             raise UserInputError(f"run {run_id!r} already exists; resume it or pick another id")
+        await _preflight(spec, config)  # a tool server that cannot start: no row either
         record = RunRecord(
             run_id=run_id,
             spec_name=spec.name,
@@ -191,6 +198,7 @@ async def aresume_run(
             # the failed attempt reached the end of the graph; go back to the checkpoint
             # before the failing step and run it again from there
             run_config = await _before_failure(graph, run_config) or run_config
+        await _preflight(spec, config)
         await _mark_running(storage, record, seen)
         session = Session(graph, spec, storage, record, config, on_event, stream_text)
         return await run_session(session, None, run_config)
@@ -222,6 +230,7 @@ async def aanswer_approval(
         state = await graph.aget_state(thread_config(run_id))
         pending = getattr(state, "interrupts", ()) or ()
         resume = {pending[0].id: value} if pending else value
+        await _preflight(spec, config)
         await _mark_running(storage, record, {"status": record.status, "owner": record.owner})
         answer: Command[Any] = Command(resume=resume)
         session = Session(graph, spec, storage, record, config, on_event, stream_text, value)
@@ -418,6 +427,21 @@ async def _mark_running(storage: Storage, record: RunRecord, seen: dict[str, Any
         )
     record.status = RunStatus.RUNNING.value
     record.owner = owner
+
+
+async def _preflight(spec: LoopSpec, config: Config) -> None:
+    """The spec's MCP servers, started before the run (see `loopengt.tools.preflight`)."""
+    if not any(t.kind == "mcp" for t in spec.tools):
+        return
+    from loopengt.tools import preflight
+    from loopengt.tools.mcp_client import close_all
+
+    try:  # in a thread: a server's start-up waits, and the event loop may serve other runs
+        await asyncio.to_thread(preflight, spec, config)
+    except UserInputError:
+        if not active_sessions():
+            close_all()  # the servers that did start: no run will use them
+        raise
 
 
 def _database_exists(checkpointer: str | None, config: Config) -> bool:

@@ -63,6 +63,11 @@ class RunInterrupted(LoopengtError):
 _ACTIVE = [0]
 
 
+def active_sessions() -> int:
+    """How many sessions this process is running."""
+    return _ACTIVE[0]
+
+
 def thread_config(run_id: str) -> dict[str, Any]:
     return {"configurable": {"thread_id": run_id}}
 

@@ -10,7 +10,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 
 from loopengt.config import Config
 from loopengt.errors import UserInputError
-from loopengt.spec.models import ToolSpec
+from loopengt.spec.models import LoopSpec, ToolSpec
 
 
 def load_tools(specs: list[ToolSpec], config: Config | None = None) -> list[BaseTool]:
@@ -39,6 +39,21 @@ def check_functions(specs: list[ToolSpec]) -> None:
     for spec in specs:
         if spec.kind == "function":
             _function_tool(spec)
+
+
+def preflight(spec: LoopSpec, config: Config) -> None:
+    """Start every MCP server the spec's agents use, and check its `include` names: a server
+    that cannot start is bad input found when a run starts (exit 2, no run), not a failed
+    step after other steps paid for their model calls. The servers stay up for the run.
+    Not at compile time: `validate`, `graph` and Studio compile specs without running them."""
+    used = {name for agent in spec.agents for name in agent.tools}
+    servers = [t for t in spec.tools if t.kind == "mcp" and t.name in used]
+    if not servers:
+        return
+    from loopengt.tools.mcp_client import mcp_tools
+
+    for entry in servers:
+        mcp_tools(entry, config)
 
 
 def _load(spec: ToolSpec, config: Config) -> list[BaseTool]:

@@ -279,3 +279,34 @@ def test_a_failed_parallel_step_resumes_alone_keeping_its_siblings_work(tmp_path
     _, state = stored_run(project, "p1")
     assert state["visits"] == {"a": 1, "b": 1, "c": 1, "total": 1}
     assert state["usage"]["model_calls"] == 4
+
+
+BROKEN_TOOL_SERVER = """
+    name: late-tools
+    goal: Plan, then look things up.
+    tools:
+      - {name: lookup, kind: mcp, command: no-such-mcp-server-xyz}
+    agents:
+      - {name: planner, instructions: You plan.}
+      - {name: researcher, instructions: You look things up., tools: [lookup]}
+    steps:
+      - {name: plan, agent: planner, prompt: "plan"}
+      - {name: research, agent: researcher, prompt: "look up {{plan}}", depends_on: [plan]}
+"""
+
+
+def test_a_tool_server_that_cannot_start_is_exit_2_before_any_model_call(
+    tmp_path: Path, echo_server: ScriptedOpenAIServer
+) -> None:
+    # issue 19: found at run start, not after `plan` paid for its model call
+    project = make_project(tmp_path, echo_server.base_url)
+    write_spec(project, "late.yaml", BROKEN_TOOL_SERVER)
+    result = loopengt(project, "run", "late.yaml", "--run-id", "t1")
+    assert result.returncode == 2, result.stderr
+    assert error_lines(result.stderr) == [
+        "error: tool 'lookup': MCP server no-such-mcp-server-xyz did not start: "
+        "command not found: no-such-mcp-server-xyz"
+    ]
+    assert "resume" not in result.stderr and "Traceback" not in result.stderr
+    assert echo_server.request_count == 0
+    assert run_list(project) == []  # no run to resume: it never started
