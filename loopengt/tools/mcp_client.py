@@ -15,6 +15,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import contextvars
 import logging
 import os
 import re
@@ -219,7 +220,7 @@ class _Server:
         return why
 
     def call(self, name: str, args: dict[str, Any], timeout: float) -> str:
-        future = asyncio.run_coroutine_threadsafe(self.tools[name].ainvoke(args), self.loop)
+        future = self._submit(name, args)
         try:
             content = future.result(timeout)
         except TimeoutError:
@@ -233,7 +234,7 @@ class _Server:
     async def acall(self, name: str, args: dict[str, Any], timeout: float) -> str:
         """`call` for a caller on another event loop: the session lives on this server's
         loop (its transport must be left by the task that entered it), the caller awaits."""
-        future = asyncio.run_coroutine_threadsafe(self.tools[name].ainvoke(args), self.loop)
+        future = self._submit(name, args)
         try:
             content = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
         except TimeoutError:
@@ -242,6 +243,13 @@ class _Server:
         except ToolException as exc:
             raise ToolException(str(exc)) from None
         return _content_text(content)
+
+    def _submit(self, name: str, args: dict[str, Any]) -> concurrent.futures.Future[Any]:
+        """The adapter tool's call, on the server's loop, in an empty context: the caller's
+        holds the node's config, whose callbacks would trace this inner call as a second
+        tool call beside the one our tool reports."""
+        call = self.tools[name].ainvoke(args)
+        return contextvars.Context().run(asyncio.run_coroutine_threadsafe, call, self.loop)
 
     def _timed_out(self, name: str, timeout: float) -> TimeoutError:
         return TimeoutError(f"MCP tool {name!r} gave no answer within {timeout:g}s")

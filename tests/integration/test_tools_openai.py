@@ -140,3 +140,36 @@ def test_a_server_side_mcp_error_gives_the_model_the_error_and_the_run_completes
     assert result["content"] == (
         "error: ToolException: Error executing tool fail: failed on purpose: no dictionary"
     )
+
+
+@pytest.mark.parametrize("mode", ["invoke", "ainvoke"])
+def test_each_mcp_call_is_traced_once(mode: str) -> None:
+    # issue 12: the adapter's inner tool inherited the node's callbacks, so 3 calls gave 6
+    # tool_call events (an error twice, under two names)
+    import asyncio
+
+    from loopengt.tracing import RunEvents
+
+    replies: list[Reply] = [
+        ToolCallReply("shout", {"text": "owls"}),
+        ToolCallReply("word_count", {"text": "OWLS!"}),
+        ToolCallReply("fail", {"reason": "no dictionary"}),
+        "Done.",
+    ]
+    events = RunEvents("r1", max_chars=1000, prices={})
+    seen: list[Any] = []
+    events.subscribe(seen.append)
+    with ScriptedOpenAIServer(replies) as server:
+        graph = compile_spec(load_spec_text(MCP_SPEC), models=chat_model(server))
+        config: Any = {"callbacks": [events]}
+        if mode == "invoke":
+            graph.invoke({"input": {}}, config)
+        else:
+            asyncio.run(graph.ainvoke({"input": {}}, config))
+    calls = [e.to_dict() for e in seen if e.kind == "tool_call"]
+    assert [(c["name"], "error" in c) for c in calls] == [
+        ("shout", False),
+        ("word_count", False),
+        ("fail", True),
+    ], calls
+    assert calls[0]["result"] == "OWLS!"
