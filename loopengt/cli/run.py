@@ -88,40 +88,91 @@ def resume(
 
 
 def approve(
-    run_id: str = typer.Argument(..., help="The run waiting for approval."),
+    run_id: str | None = typer.Argument(
+        None, help="The run waiting for approval (none: list every approval waiting)."
+    ),
+    interrupt: str | None = typer.Option(
+        None, "--interrupt", "-I", help="Which approval, when several wait (an id, or its start)."
+    ),
     comment: str = typer.Option("", "--comment", "-c", help="A note kept with the answer."),
     checkpointer: str | None = typer.Option(None, "--checkpointer", help=CHECKPOINTER_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Approve the step a run is waiting on and continue the run."""
-    _answer(run_id, True, comment, checkpointer, as_json)
+    """Approve the step a run is waiting on and continue the run; with no run, list the
+    approvals waiting."""
+    _answer(run_id, interrupt, True, comment, checkpointer, as_json)
 
 
 def reject(
-    run_id: str = typer.Argument(..., help="The run waiting for approval."),
+    run_id: str | None = typer.Argument(
+        None, help="The run waiting for approval (none: list every approval waiting)."
+    ),
+    interrupt: str | None = typer.Option(
+        None, "--interrupt", "-I", help="Which approval, when several wait (an id, or its start)."
+    ),
     comment: str = typer.Option("", "--comment", "-c", help="Why it was rejected."),
     checkpointer: str | None = typer.Option(None, "--checkpointer", help=CHECKPOINTER_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Reject the step a run is waiting on; the run ends as rejected."""
-    _answer(run_id, False, comment, checkpointer, as_json)
+    """Reject the step a run is waiting on; the run ends as rejected. With no run, list the
+    approvals waiting."""
+    _answer(run_id, interrupt, False, comment, checkpointer, as_json)
 
 
 def _answer(
-    run_id: str, approved: bool, comment: str, checkpointer: str | None, as_json: bool
+    run_id: str | None,
+    interrupt: str | None,
+    approved: bool,
+    comment: str,
+    checkpointer: str | None,
+    as_json: bool,
 ) -> None:
     from loopengt.runs.engine import answer_approval
 
+    if run_id is None:
+        if interrupt is not None:
+            raise UserInputError("--interrupt needs the run it belongs to: RUN_ID --interrupt ID")
+        _list_waiting(checkpointer, as_json)
+        return
     _show(
         lambda sink, stream: answer_approval(
             run_id,
             approved=approved,
             comment=comment,
+            interrupt=interrupt,
             checkpointer=checkpointer,
             on_event=sink,
             stream_text=stream,
         ),
         as_json,
+    )
+
+
+def _list_waiting(checkpointer: str | None, as_json: bool) -> None:
+    from loopengt.runs.engine import pending_approvals
+
+    waiting = pending_approvals(checkpointer=checkpointer)
+    if as_json:
+        console.out(json.dumps(waiting, ensure_ascii=False))
+        return
+    if not waiting:
+        console.print("no run is waiting for approval", markup=False)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("run id", "interrupt", "step", "message"):
+        table.add_column(column, no_wrap=column != "message")
+    for item in waiting:
+        table.add_row(item["run_id"], item["interrupt"], item["step"] or "", item["message"] or "")
+    # piped output is not cut to 80 columns: the ids must stay copyable
+    out = console if console.is_terminal else Console(width=200, highlight=False)
+    out.print(table)
+    err_console.print(
+        "answer: loopengt approve|reject RUN_ID [--interrupt ID] [--comment TEXT]",
+        markup=False,
+        highlight=False,
     )
 
 

@@ -27,6 +27,7 @@ from langchain_core.tools import BaseTool
 from loopengt.graph.context_budget import ContextBudget
 from loopengt.graph.state import Update, add_numbers, new_usage
 from loopengt.providers.pricing import cost_usd
+from loopengt.redaction import hide_known
 from loopengt.runs.lease import check_lease
 from loopengt.serialization import as_text
 
@@ -242,9 +243,14 @@ def _with_timeout(func: Callable[[], Any], seconds: float, calls: Calls) -> Any:
     return box["value"]
 
 
+# a tool's result goes to the model and into the checkpointed messages: a secret of this
+# process's environment that a tool returns (a server echoing its env) reaches neither
+
+
 def _tool_use(request: ToolUse, config: RunnableConfig) -> tuple[str, str]:
     try:
-        return as_text(_offered(request).invoke(request.call["args"], config)), "success"
+        output = _offered(request).invoke(request.call["args"], config)
+        return hide_known(as_text(output)), "success"
     except Exception as exc:
         return _tool_error(exc)
 
@@ -252,7 +258,7 @@ def _tool_use(request: ToolUse, config: RunnableConfig) -> tuple[str, str]:
 async def _atool_use(request: ToolUse, config: RunnableConfig) -> tuple[str, str]:
     try:
         output = await _offered(request).ainvoke(request.call["args"], config)
-        return as_text(output), "success"
+        return hide_known(as_text(output)), "success"
     except Exception as exc:
         return _tool_error(exc)
 
@@ -266,4 +272,4 @@ def _offered(request: ToolUse) -> BaseTool:
 
 def _tool_error(exc: Exception) -> tuple[str, str]:
     """A tool that raises gives the model its error text instead of ending the turn."""
-    return f"error: {type(exc).__name__}: {exc}", "error"
+    return hide_known(f"error: {type(exc).__name__}: {exc}"), "error"

@@ -261,16 +261,21 @@ def build_server(root: Path, *, host: str = "127.0.0.1", port: int = 8000) -> Fa
         return TemplateList(templates=rows)
 
     @mcp.tool()
-    async def approve_run(run_id: str, approve: bool, comment: str = "") -> Started:
+    async def approve_run(
+        run_id: str, approve: bool, comment: str = "", interrupt: str | None = None
+    ) -> Started:
         """Answer the approval a run waits for (approve=false rejects it); the run continues
-        in the background."""
+        in the background. When parallel steps wait at once, ``interrupt`` names which (its
+        id from the run's pending approvals); by default the first."""
         from loopengt.runs.engine import aanswer_approval
 
         return await _continue(
             runs,
             run_id,
             RunStatus.WAITING_APPROVAL.value,
-            lambda: aanswer_approval(run_id, approved=approve, comment=comment, config=runs.config),
+            lambda: aanswer_approval(
+                run_id, approved=approve, comment=comment, interrupt=interrupt, config=runs.config
+            ),
         )
 
     @mcp.tool()

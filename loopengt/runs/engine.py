@@ -209,13 +209,16 @@ async def aanswer_approval(
     *,
     approved: bool,
     comment: str = "",
+    interrupt: str | None = None,
     checkpointer: str | None = None,
     root: Path | str | None = None,
     config: Config | None = None,
     on_event: EventSink | None = None,
     stream_text: bool = False,
 ) -> RunResult:
-    """Approve or reject the step a run is waiting on, then continue the run."""
+    """Approve or reject the step a run is waiting on, then continue the run. Parallel steps
+    can wait at once: ``interrupt`` picks one by its id (or a unique start of it, as
+    `pending_approvals` lists them); without it the first is answered, the others wait on."""
     from langgraph.types import Command
 
     config = config or Config.load(root)
@@ -225,16 +228,57 @@ async def aanswer_approval(
                 f"run {run_id!r} is not waiting for approval (status: {record.status})"
             )
         value = {"approved": approved, "comment": comment}
-        # parallel steps can wait at once; LangGraph then needs to know which one this
-        # answers: the first, as `RunResult.pending` showed it (the others keep waiting)
         state = await graph.aget_state(thread_config(run_id))
-        pending = getattr(state, "interrupts", ()) or ()
+        pending = list(getattr(state, "interrupts", ()) or ())
+        if interrupt is not None:
+            pending = [_pick(run_id, pending, interrupt)]
+        # LangGraph needs to know which interrupt this answers: by default the first, as
+        # `RunResult.pending` showed it
         resume = {pending[0].id: value} if pending else value
         await _preflight(spec, config)
         await _mark_running(storage, record, {"status": record.status, "owner": record.owner})
         answer: Command[Any] = Command(resume=resume)
         session = Session(graph, spec, storage, record, config, on_event, stream_text, value)
         return await run_session(session, answer)
+
+
+async def apending_approvals(
+    *,
+    checkpointer: str | None = None,
+    root: Path | str | None = None,
+    config: Config | None = None,
+) -> list[dict[str, Any]]:
+    """Every approval waiting, oldest run first: run id, interrupt id, step and message."""
+    config = config or Config.load(root)
+    records = await asyncio.to_thread(
+        list_runs, status="waiting_approval", checkpointer=checkpointer, config=config
+    )
+    found: list[dict[str, Any]] = []
+    for record in sorted(records, key=lambda r: r.started_at):
+        async with _existing(record.run_id, checkpointer, config, check_models=False) as (
+            *_,
+            graph,
+        ):
+            state = await graph.aget_state(thread_config(record.run_id))
+        for item in getattr(state, "interrupts", ()) or ():
+            found.append({"run_id": record.run_id, "interrupt": item.id, **_asked(item)})
+    return found
+
+
+def _pick(run_id: str, pending: list[Any], wanted: str) -> Any:
+    """The pending interrupt whose id is ``wanted`` or starts with it (a unique start)."""
+    exact = [p for p in pending if p.id == wanted]
+    found = exact or [p for p in pending if wanted and p.id.startswith(wanted)]
+    if len(found) == 1:
+        return found[0]
+    waiting = "; ".join(f"{p.id} (step {_asked(p)['step']})" for p in pending) or "none"
+    what = "matches several approvals" if found else "is not an approval it waits on"
+    raise UserInputError(f"run {run_id!r}: interrupt {wanted!r} {what}; waiting: {waiting}")
+
+
+def _asked(interrupt: Any) -> dict[str, Any]:
+    value = interrupt.value if isinstance(interrupt.value, dict) else {}
+    return {"step": value.get("step"), "message": value.get("message")}
 
 
 async def aget_run(
@@ -264,6 +308,11 @@ def resume_run(run_id: str, **kwargs: Any) -> RunResult:
 def answer_approval(run_id: str, **kwargs: Any) -> RunResult:
     """`aanswer_approval` for synchronous callers."""
     return asyncio.run(aanswer_approval(run_id, **kwargs))
+
+
+def pending_approvals(**kwargs: Any) -> list[dict[str, Any]]:
+    """`apending_approvals` for synchronous callers."""
+    return asyncio.run(apending_approvals(**kwargs))
 
 
 def get_run(run_id: str, **kwargs: Any) -> tuple[RunRecord, dict[str, Any]]:

@@ -175,9 +175,8 @@ def model_attributes(call: Event) -> dict[str, Any]:
         {"role": m.get("role"), "parts": [{"type": "text", "content": m.get("content")}]}
         for m in call.get("messages") or []
     ]
-    parts: list[dict[str, Any]] = [{"type": "text", "content": call["response"]}] * bool(
-        call.get("response")
-    )
+    response = call.get("response")
+    parts: list[dict[str, Any]] = [{"type": "text", "content": response}] if response else []
     parts += [
         {
             "type": "tool_call",
