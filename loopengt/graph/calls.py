@@ -34,6 +34,14 @@ from loopengt.serialization import as_text
 T = TypeVar("T")
 
 
+ABANDONED: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "abandoned", default=None
+)
+"""Set around a synchronous model call the step may give up on (`_with_timeout`): a reply
+that arrives after the step timed out is not the run's, so a recording cassette leaves it
+out (its replay would answer the retry with it)."""
+
+
 class StepTimeoutError(TimeoutError):
     """A step's model call ran past step_timeout_seconds (retried per policy)."""
 
@@ -224,6 +232,9 @@ async def _afit(calls: Calls, messages: list[BaseMessage]) -> list[BaseMessage]:
 def _with_timeout(func: Callable[[], Any], seconds: float, calls: Calls) -> Any:
     """``func()`` for at most ``seconds``, in a thread: sync code cannot be cancelled."""
     box: dict[str, Any] = {}
+    abandoned = threading.Event()
+    context = contextvars.copy_context()
+    context.run(ABANDONED.set, abandoned)
 
     def target() -> None:
         try:
@@ -233,10 +244,11 @@ def _with_timeout(func: Callable[[], Any], seconds: float, calls: Calls) -> Any:
 
     # a daemon thread: a model call that hangs must not keep the process alive; it runs in
     # a copy of this context, which carries the node's config to the model call
-    worker = threading.Thread(target=contextvars.copy_context().run, args=(target,), daemon=True)
+    worker = threading.Thread(target=context.run, args=(target,), daemon=True)
     worker.start()
     worker.join(seconds)
     if worker.is_alive():
+        abandoned.set()
         raise calls.timed_out()
     if "error" in box:
         raise box["error"]

@@ -10,6 +10,9 @@ redacted before anything is written.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import json
 import os
 import threading
@@ -28,6 +31,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field
 
 from loopengt.errors import UserInputError
+from loopengt.graph.calls import ABANDONED
 from loopengt.graph.structured import supports_json_schema
 from loopengt.redaction import redact
 from loopengt.serialization import jsonable, write_atomically
@@ -335,11 +339,12 @@ class RecordingChatModel(_CassetteModel):
         **kwargs: Any,
     ) -> ChatResult:
         request = request_record(messages, self.bound_tool_records, kwargs)
-        # no callbacks for the inner call: this wrapper's own run already reports the call
-        # (with the inner reply, its usage and model name), so traces count it once. They
-        # must be emptied, not left out: left out, the inner call would take the node's
-        # callbacks from the context LangGraph sets
-        reply = self.inner.invoke(messages, {"callbacks": []}, stop=stop, **kwargs)
+        # the inner call runs in an empty context: this wrapper's own run already reports the
+        # call (with the inner reply, its usage and model name), so traces count it once.
+        # `{"callbacks": []}` is not enough: a tool-bound model merges its config with the
+        # node's, which LangGraph puts in the context, and keeps the node's callbacks
+        call = functools.partial(self.inner.invoke, messages, stop=stop, **kwargs)
+        reply = contextvars.Context().run(call)
         return self._recorded(run_manager, request, reply)
 
     async def _agenerate(
@@ -351,13 +356,18 @@ class RecordingChatModel(_CassetteModel):
     ) -> ChatResult:
         """`_generate` awaiting the inner model (the run's async path holds no thread)."""
         request = request_record(messages, self.bound_tool_records, kwargs)
-        reply = await self.inner.ainvoke(messages, {"callbacks": []}, stop=stop, **kwargs)
+        call = self.inner.ainvoke(messages, stop=stop, **kwargs)
+        # a task of its own, in an empty context (see `_generate`); cancelling this call (a
+        # step timeout) cancels it too, so an abandoned call is never recorded
+        reply = await asyncio.create_task(call, context=contextvars.Context())
         return self._recorded(run_manager, request, reply)
 
     def _recorded(self, run_manager: Any, request: Json, reply: Any) -> ChatResult:
         if not isinstance(reply, AIMessage):
             reply = AIMessage(content=str(getattr(reply, "content", reply)))
-        self.cassette.add(self.step(run_manager), request, response_record(reply))
+        abandoned = ABANDONED.get()
+        if abandoned is None or not abandoned.is_set():  # only answers the run uses
+            self.cassette.add(self.step(run_manager), request, response_record(reply))
         return ChatResult(generations=[ChatGeneration(message=reply)])
 
 

@@ -91,3 +91,75 @@ def test_record_stop_the_server_and_replay_with_no_model(
     assert reason.endswith("re-record with --record")
     assert state["outputs"]["total"] == "5 owls in total."
     assert server.request_count == requests_at_stop
+
+
+TIMED = """
+name: timed
+goal: Answer within a second.
+defaults: {model: "openai:test-model"}
+agents:
+  - {name: quick, instructions: You answer fast.}
+steps:
+  - {name: answer, prompt: "answer"}
+policy:
+  step_timeout_seconds: 0.5
+  retry: {attempts: 2, backoff_seconds: 0.01, max_backoff_seconds: 0.01}
+"""
+
+
+@pytest.mark.parametrize("mode", ["invoke", "ainvoke"])
+def test_a_reply_that_came_after_the_step_timeout_is_not_recorded(
+    tmp_path: Path, no_model_configured: None, mode: str
+) -> None:
+    # issue 12: the abandoned reply was recorded, so the replay answered the retry with it
+    import asyncio
+    import time
+
+    from tests.support.openai_server import Delayed
+
+    path = tmp_path / "timed.yaml"
+    with ScriptedOpenAIServer([Delayed("too late", 1.0), "in time"]) as server:
+        graph = compile_spec(load_spec_text(TIMED), models=chat_model(server), record=path)
+        if mode == "invoke":
+            recorded = graph.invoke({"input": {}})
+        else:
+            recorded = asyncio.run(graph.ainvoke({"input": {}}))
+        time.sleep(1.0)  # the abandoned reply arrives meanwhile
+        assert server.request_count == 2
+    assert recorded["outputs"] == {"answer": "in time"}
+    calls = yaml.safe_load(path.read_text())["calls"]
+    assert [c["response"]["content"] for c in calls] == ["in time"]
+
+    replayed = compile_spec(load_spec_text(TIMED), replay=path).invoke({"input": {}})
+    assert replayed["outputs"] == {"answer": "in time"}
+
+
+@pytest.mark.parametrize("mode", ["invoke", "ainvoke"])
+def test_recording_a_tool_using_step_traces_each_model_call_once(
+    tmp_path: Path, no_model_configured: None, mode: str
+) -> None:
+    # the tool-bound inner model merged its config with the node's and kept its callbacks:
+    # every call was traced twice and the step's tokens doubled
+    import asyncio
+
+    from loopengt.tracing import RunEvents
+    from tests.integration.test_tools_openai import FUNCTION_SPEC
+    from tests.support.openai_server import ToolCallReply
+
+    events = RunEvents("r1", max_chars=1000, prices={})
+    seen: list[object] = []
+    events.subscribe(seen.append)
+    replies = [ToolCallReply("add", {"a": 2, "b": 3}), "It is 5."]
+    with ScriptedOpenAIServer(replies) as server:
+        graph = compile_spec(
+            load_spec_text(FUNCTION_SPEC), models=chat_model(server), record=tmp_path / "c.yaml"
+        )
+        config: dict[str, object] = {"callbacks": [events]}
+        if mode == "invoke":
+            state = graph.invoke({"input": {}}, config)  # type: ignore[arg-type]
+        else:
+            state = asyncio.run(graph.ainvoke({"input": {}}, config))  # type: ignore[arg-type]
+    assert state["outputs"] == {"total": "It is 5."}
+    model_calls = [e for e in seen if getattr(e, "kind", None) == "model_call"]
+    assert len(model_calls) == 2
+    assert state["usage"]["model_calls"] == 2
