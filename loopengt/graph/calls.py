@@ -24,6 +24,7 @@ from langchain_core.messages.tool import ToolCall
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 
+from loopengt.errors import LoopengtError
 from loopengt.graph.context_budget import ContextBudget
 from loopengt.graph.state import Update, add_numbers, new_usage
 from loopengt.providers.pricing import cost_usd
@@ -44,6 +45,10 @@ out (its replay would answer the retry with it)."""
 
 class StepTimeoutError(TimeoutError):
     """A step's model call ran past step_timeout_seconds (retried per policy)."""
+
+
+class RunTimeLimitError(LoopengtError):
+    """A model call ran into the run's `max_total_time_seconds`: the run stops (not retried)."""
 
 
 class ModelCall:
@@ -75,7 +80,7 @@ Work = Generator[Request, Any, T]
 class Calls:
     """The model calls of one attempt of a turn: the step timeout, replies and usage."""
 
-    __slots__ = ("attempt", "budget", "deadline", "prices", "replies", "timeout")
+    __slots__ = ("attempt", "budget", "deadline", "prices", "replies", "run_limit", "timeout")
 
     def __init__(
         self,
@@ -90,6 +95,17 @@ class Calls:
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.prices = prices or {}
         self.replies: list[AIMessage] = []
+        self.run_limit: float | None = None  # set when the run's time limit binds first
+
+    def bound_run(self, started_at: float | None, limit: float | None) -> None:
+        """Every call also ends by the run's time limit (`max_total_time_seconds`, counted
+        from ``started_at``, wall-clock): a call in flight is cancelled there, not after."""
+        if limit is None:
+            return
+        left = limit if started_at is None else started_at + limit - time.time()
+        run_deadline = time.monotonic() + max(0.0, left)
+        if self.deadline is None or run_deadline < self.deadline:
+            self.deadline, self.run_limit = run_deadline, limit
 
     def model(self, model: Runnable[Any, Any], messages: list[BaseMessage]) -> ModelCall:
         return ModelCall(self, model, messages)
@@ -105,7 +121,11 @@ class Calls:
         self.replies.append(message)
         return message
 
-    def timed_out(self) -> StepTimeoutError:
+    def timed_out(self) -> Exception:
+        if self.run_limit is not None:
+            return RunTimeLimitError(
+                f"max_total_time: the run took longer than {self.run_limit:g}s"
+            )
         return StepTimeoutError(f"no answer within the step timeout of {self.timeout:g}s")
 
     def usage(self) -> Update:

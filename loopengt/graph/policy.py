@@ -12,7 +12,7 @@ from langchain_core.exceptions import ModelConnectionError, ModelRateLimitError,
 from langgraph.types import RetryPolicy
 
 from loopengt.errors import LoopengtError, UserInputError
-from loopengt.graph.calls import StepTimeoutError
+from loopengt.graph.calls import RunTimeLimitError, StepTimeoutError
 from loopengt.graph.context import CompileContext
 from loopengt.graph.state import LoopState, Update, add_numbers
 from loopengt.runs.lease import LeaseLost
@@ -87,6 +87,8 @@ def failed_call(exc: Exception, ctx: CompileContext, attempt: int, what: str, no
 
     if isinstance(exc, LeaseLost):  # another process drives the run now: write nothing
         raise exc
+    if isinstance(exc, RunTimeLimitError):  # the policy's limit, as policy_halt words it
+        return stop(str(exc))
     if is_transient(exc) and attempt < ctx.spec.policy.retry.attempts:
         raise exc
     reason = f"{what} failed after {attempt} attempt(s): {explain_model_error(exc, ctx.config)}"

@@ -99,6 +99,8 @@ class AgentTurn:
         if halted:
             return self.ended({**first, **halted})
         update: Update = {**first, "turns": 1, "visits": {self.name: 1}}
+        limit = self.ctx.spec.policy.max_total_time_seconds
+        calls.bound_run(state.get("started_at") or first.get("started_at"), limit)
         try:
             outcome = yield from self.work(state, calls)
         except StructuredOutputError as exc:

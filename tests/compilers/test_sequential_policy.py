@@ -4,6 +4,7 @@ turn/time limits, step timeouts and retries, gates, budgets, stop conditions, ap
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -115,15 +116,18 @@ def test_non_transient_error_is_not_retried() -> None:
     assert state["stop_reason"] == ("error: step 'a' failed after 1 attempt(s): invalid model name")
 
 
-def test_total_time_limit_stops_before_the_next_step() -> None:
-    model = fake("slow answer", sleep=0.15)
+def test_total_time_limit_cuts_the_call_in_flight() -> None:
+    # an answer of this fake takes about 0.4 s (measured: sleep=0.2 doubles): a ends at about
+    # 0.4 s, b's call would end at about 0.8 s, past the 0.6 s limit
+    model = fake("slow answer", sleep=0.2)
     graph = compile_spec(
-        spec_of(chain("{max_turns: 5, max_total_time_seconds: 0.1}")), models=model
+        spec_of(chain("{max_turns: 5, max_total_time_seconds: 0.6}")), models=model
     )
 
+    began = time.monotonic()
     state = graph.invoke({"input": {}})
 
-    assert model.calls == 1
+    assert time.monotonic() - began < 0.75  # b's call was cut at the limit
     assert state["status"] == "stopped"
     assert state["stop_reason"].startswith("max_total_time")
     assert state["outputs"] == {"a": "slow answer"}

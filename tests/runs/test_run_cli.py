@@ -310,3 +310,52 @@ def test_a_tool_server_that_cannot_start_is_exit_2_before_any_model_call(
     assert "resume" not in result.stderr and "Traceback" not in result.stderr
     assert echo_server.request_count == 0
     assert run_list(project) == []  # no run to resume: it never started
+
+
+SLOW_ANSWER = """
+    name: slow-answer
+    goal: Answer.
+    agents:
+      - {name: worker, instructions: You work.}
+    steps:
+      - {name: s1, prompt: "step one"}
+      - {name: s2, prompt: "step two", depends_on: [s1]}
+    policy: {max_total_time_seconds: 2, step_timeout_seconds: 60}
+"""
+
+
+def test_the_run_time_limit_cancels_the_call_in_flight(tmp_path: Path) -> None:
+    # issue 12: a 2 s limit with a 12 s reply stopped after 12 s; the call in flight gets a
+    # deadline of min(step time left, run time left)
+    import time
+
+    with ScriptedOpenAIServer(["one", Delayed("too late", 12)]) as server:
+        project = make_project(tmp_path, server.base_url)
+        write_spec(project, "slow.yaml", SLOW_ANSWER)
+        began = time.monotonic()
+        result = loopengt(project, "run", "slow.yaml", "--json")
+        took = time.monotonic() - began
+    assert result.returncode == 1, result.stderr
+    data = result_json(result)
+    assert data["status"] == "stopped"
+    assert data["stop_reason"] == "max_total_time: the run took longer than 2s"
+    assert data["outputs"] == {"s1": "one"}
+    assert took < 8, took  # the CLI's start-up plus the 2 s, not the 12 s reply
+    assert server.request_count == 2  # stopped, not retried
+
+
+def test_the_run_time_limit_bounds_a_call_on_the_sync_path(tmp_path: Path) -> None:
+    import time
+
+    from loopengt.compile import compile_spec
+    from loopengt.spec import load_spec_text
+    from tests.integration.clients import chat_model
+
+    with ScriptedOpenAIServer(["one", Delayed("too late", 12)]) as server:
+        graph = compile_spec(load_spec_text(SLOW_ANSWER), models=chat_model(server))
+        began = time.monotonic()
+        state = graph.invoke({"input": {}})
+        took = time.monotonic() - began
+    assert state["status"] == "stopped"
+    assert state["stop_reason"] == "max_total_time: the run took longer than 2s"
+    assert 1.5 < took < 4, took
