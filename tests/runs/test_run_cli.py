@@ -359,3 +359,50 @@ def test_the_run_time_limit_bounds_a_call_on_the_sync_path(tmp_path: Path) -> No
     assert state["status"] == "stopped"
     assert state["stop_reason"] == "max_total_time: the run took longer than 2s"
     assert 1.5 < took < 4, took
+
+
+RETRYING = """
+    name: retrying
+    goal: Do two things.
+    agents:
+      - {name: worker, instructions: You work.}
+    steps:
+      - {name: s1, prompt: "step one"}
+      - {name: s2, prompt: "step two after {{s1}}", depends_on: [s1]}
+    policy:
+      retry: {attempts: 3, backoff_seconds: 0.01, max_backoff_seconds: 0.01}
+"""
+
+
+def test_ctrl_c_during_a_retry_resumes_the_step_with_its_retries(tmp_path: Path) -> None:
+    # issue 11: the index said interrupted, the trace `stop: error`, and resume ended
+    # `stopped` without retrying. s2's first attempt fails (500), its second hangs: Ctrl-C
+    replies: list[Reply] = ["one", ErrorReply(500), Delayed("never delivered", 30)]
+    with ScriptedOpenAIServer(replies) as server:
+        project = make_project(tmp_path, server.base_url)
+        write_spec(project, "retrying.yaml", RETRYING)
+        proc = start_loopengt(project, "run", "retrying.yaml", "--run-id", "rc")
+        try:
+            wait_until(lambda: server.request_count >= 3, what="s2's second attempt")
+        finally:
+            proc.send_signal(signal.SIGINT)
+        _, stderr = finish(proc, timeout=20)
+        assert proc.returncode == 130, stderr
+        # the three views agree
+        assert stored_run(project, "rc")[0].status == "interrupted"
+        assert run_list(project)[0]["status"] == "interrupted"
+        trace = json.loads(loopengt(project, "trace", "rc", "--format", "json").stdout)
+        assert trace["status"] == "interrupted"
+
+        # s2 fails once more on resume: its retries still apply, then it answers
+        server.add_replies(ErrorReply(503), "two, at last")
+        resumed = loopengt(project, "resume", "rc", "--json")
+        assert resumed.returncode == 0, resumed.stderr
+        assert server.request_count == 5  # s1 was not asked again
+    result = result_json(resumed)
+    assert result["status"] == "completed"
+    assert result["outputs"] == {"s1": "one", "s2": "two, at last"}
+    trace = json.loads(loopengt(project, "trace", "rc", "--format", "json").stdout)
+    assert trace["status"] == "completed"
+    retries = [e for e in trace["events"] if e["kind"] == "retry"]
+    assert [e["session"] for e in retries] == [1, 2], retries
