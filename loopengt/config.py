@@ -50,6 +50,10 @@ class Config:
     prices: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     """`[prices."model"]`: (input, output) USD per million tokens, checked when read."""
 
+    local: Mapping[str, Any] = field(default_factory=dict)
+    """`[local]`: the embedded model. `threads`, how many CPU threads llama.cpp uses (default:
+    the machine's physical cores, so it does not starve everything else)."""
+
     @classmethod
     def load(cls, root: Path | str | None = None) -> Config:
         """The configuration of the project at ``root`` (default: `find_project`, the nearest
@@ -66,7 +70,7 @@ class Config:
             **{name: MappingProxyType(dict(value)) for name, value in sections.items()},
         )
 
-    _SECTIONS = ("llm", "storage", "trace", "tools", "prices")
+    _SECTIONS = ("llm", "storage", "trace", "tools", "prices", "local")
 
     @property
     def state_dir(self) -> Path:
@@ -83,6 +87,16 @@ class Config:
     @property
     def trace_chars(self) -> int:
         return int(self.trace.get("max_text_chars", DEFAULT_TRACE_CHARS))
+
+    @property
+    def local_threads(self) -> int | None:
+        """`[local] threads`, checked: a positive integer, or None for the default."""
+        value = self.local.get("threads")
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserInputError(f"{CONFIG_FILE}: [local] threads must be a positive integer")
+        return value
 
     def provider(self, name: str) -> dict[str, Any]:
         """Settings of one provider: its `[llm.<name>]` table; for openai also the older

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -255,7 +256,9 @@ class StandInLlama:
 def stand_in(monkeypatch: pytest.MonkeyPatch) -> StandInLlama:
     counts = TokenCounts()
     llama = StandInLlama(counts)
-    monkeypatch.setattr(local_model, "load_llama", lambda path, n_ctx: LoadedModel(llama, counts))
+    monkeypatch.setattr(
+        local_model, "load_llama", lambda path, n_ctx, n_threads=None: LoadedModel(llama, counts)
+    )
     return llama
 
 
@@ -420,3 +423,29 @@ def test_json_with_raw_newlines_in_strings_is_parsed() -> None:
     from loopengt.graph.structured import parse_json
 
     assert parse_json('{"a": "x\ny", "b": "tab\there"}') == {"a": "x\ny", "b": "tab\there"}
+
+
+def test_threads_default_to_the_physical_cores_and_config_sets_them(tmp_path: Path) -> None:
+    # issue 12: n_threads was os.cpu_count() (every hardware thread), with no setting
+    from loopengt.config import Config
+    from loopengt.errors import UserInputError
+    from loopengt.providers.local import physical_cores
+    from loopengt.providers.registry import resolve_model
+
+    assert 1 <= physical_cores() <= (os.cpu_count() or 1)
+    (tmp_path / ".loopengt").mkdir()
+    config_file = tmp_path / ".loopengt" / "config.toml"
+    assert resolve_model("local", config=Config.load(tmp_path)).n_threads is None  # type: ignore[attr-defined]
+    config_file.write_text("[local]\nthreads = 1\n")
+    assert resolve_model("local", config=Config.load(tmp_path)).n_threads == 1  # type: ignore[attr-defined]
+    config_file.write_text('[local]\nthreads = "many"\n')
+    with pytest.raises(UserInputError, match=r"\[local\] threads must be a positive integer"):
+        resolve_model("local", config=Config.load(tmp_path))
+
+
+@pytest.mark.slow
+def test_the_real_model_loads_with_the_threads_asked_for() -> None:
+    from loopengt.providers.local import load_llama, physical_cores, shipped_gguf
+
+    assert load_llama(shipped_gguf(), 512, 1).llama.n_threads == 1
+    assert load_llama(shipped_gguf(), 512).llama.n_threads == physical_cores()

@@ -76,7 +76,7 @@ class LoadedModel:
 
 _LOAD_LOCK = threading.Lock()
 _CALL_LOCK = threading.Lock()  # one llama.cpp call at a time in the whole process
-_LOADED: dict[tuple[str, int], LoadedModel] = {}
+_LOADED: dict[tuple[str, int, int], LoadedModel] = {}
 
 
 def local_model_available() -> bool:
@@ -119,15 +119,30 @@ def local_model_path(name: str | None) -> str:
 
 
 def local_chat_model(
-    name: str | None = None, *, temperature: float | None = None
+    name: str | None = None, *, temperature: float | None = None, threads: int | None = None
 ) -> ChatLocalLlama:
-    """The chat model for `local` / `local:NAME`; the weights load at the first call."""
+    """The chat model for `local` / `local:NAME`; the weights load at the first call.
+    ``threads``: llama.cpp's CPU threads (`[local] threads`; default the physical cores)."""
     if not _has_module("llama_cpp"):
         raise UserInputError(MISSING_PACKAGES)
     kwargs: dict[str, Any] = {"model_path": local_model_path(name)}
     if temperature is not None:
         kwargs["temperature"] = temperature
+    if threads is not None:
+        kwargs["n_threads"] = threads
     return ChatLocalLlama(**kwargs)
+
+
+def physical_cores() -> int:
+    """CPU cores, not hardware threads: llama.cpp gains nothing from a core's second thread,
+    and taking every one starves the rest of the machine (Linux topology; else the count)."""
+    cores = set()
+    for path in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/topology/core_cpus_list"):
+        try:
+            cores.add(path.read_text().strip())
+        except OSError:
+            continue
+    return len(cores) or os.cpu_count() or 1
 
 
 def display_name(path: str) -> str:
@@ -137,16 +152,17 @@ def display_name(path: str) -> str:
     return f"local:{stem}"
 
 
-def load_llama(path: str, n_ctx: int) -> LoadedModel:
+def load_llama(path: str, n_ctx: int, n_threads: int | None = None) -> LoadedModel:
     """The shared ``Llama`` for a model file, loaded on first use."""
-    key = (os.path.realpath(path), n_ctx)
+    threads = n_threads or physical_cores()
+    key = (os.path.realpath(path), n_ctx, threads)
     with _LOAD_LOCK:
         if key not in _LOADED:
-            _LOADED[key] = _load(path, n_ctx)
+            _LOADED[key] = _load(path, n_ctx, threads)
         return _LOADED[key]
 
 
-def _load(path: str, n_ctx: int) -> LoadedModel:
+def _load(path: str, n_ctx: int, n_threads: int) -> LoadedModel:
     try:
         import llama_cpp
         from llama_cpp import Llama
@@ -154,7 +170,7 @@ def _load(path: str, n_ctx: int) -> LoadedModel:
         raise UserInputError(MISSING_PACKAGES) from None
     try:
         # verbose=False also redirects llama.cpp's load-time output away from the terminal
-        llama: Any = Llama(model_path=path, n_ctx=n_ctx, n_threads=os.cpu_count(), verbose=False)
+        llama: Any = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, verbose=False)
     except (ValueError, RuntimeError) as exc:
         raise UserInputError(f"local model: cannot load {path}: {exc}") from None
     # verbose=False still prints llama.cpp's error-level log lines; errors reach the user as
@@ -299,6 +315,7 @@ class ChatLocalLlama(BaseChatModel):
     max_tokens: int = 512
     temperature: float = 0.2
     n_ctx: int = 4096  # SmolLM2 was trained on 8k; 4k holds our prompts with room to spare
+    n_threads: int | None = None  # None: the physical cores
     # read by the compiler: constrained decoding takes `response_format`; no tool calling
     json_schema_mode: ClassVar[bool] = True
     tool_calling: ClassVar[bool] = False
@@ -330,7 +347,7 @@ class ChatLocalLlama(BaseChatModel):
 
     def _call(self, messages: list[BaseMessage], params: dict[str, Any]) -> Any:
         """Start a completion on the shared model; the caller holds ``_CALL_LOCK``."""
-        loaded = load_llama(self.model_path, self.n_ctx)
+        loaded = load_llama(self.model_path, self.n_ctx, self.n_threads)
         result = loaded.llama.create_chat_completion(messages=to_llama_messages(messages), **params)
         return loaded, result
 

@@ -185,7 +185,7 @@ def _ollama(model: str, temperature: float | None, config: Config) -> BaseChatMo
 def _local(model: str, temperature: float | None, config: Config) -> BaseChatModel:
     from loopengt.providers.local import local_chat_model
 
-    return local_chat_model(model or None, temperature=temperature)
+    return local_chat_model(model or None, temperature=temperature, threads=config.local_threads)
 
 
 def _test(model: str, temperature: float | None, config: Config) -> BaseChatModel:
