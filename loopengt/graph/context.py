@@ -13,6 +13,7 @@ from langchain_core.tools import BaseTool
 from loopengt.config import Config
 from loopengt.errors import UserInputError
 from loopengt.graph.state import GATE_CHANNELS, Graph, new_graph
+from loopengt.graph.structured import set_method
 from loopengt.spec.models import AgentRole, LoopSpec, StepSpec
 from loopengt.spec.roles import step_agent
 
@@ -50,7 +51,17 @@ class CompileContext:
         if self.cassette is not None and self.cassette.replaying:
             return self.cassette.model()
         model = self._configured_model(agent, step)
-        return model if self.cassette is None else self.cassette.model(model)
+        if self.cassette is not None:
+            model = self.cassette.model(model)
+        set_method(model, self._structured_output(agent, step))
+        return model
+
+    def _structured_output(self, agent: AgentRole, step: StepSpec | None) -> str:
+        """`[llm.<provider>] structured_output`, else `[llm] structured_output`, else auto."""
+        name = (step.model if step else None) or agent.model or self.spec.defaults.model
+        provider = (name or self.config.default_model or "").partition(":")[0]
+        own = self.config.provider(provider).get("structured_output") if provider else None
+        return str(own or self.config.llm.get("structured_output") or "auto")
 
     def _configured_model(self, agent: AgentRole, step: StepSpec | None) -> BaseChatModel:
         """Injected models first, then the step's/agent's `model:` string, then the spec
