@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from loopengt.providers import PROVIDER_NAMES, WITHOUT_MODEL
-from loopengt.spec.check_base import Path, items, reachable, strings
+from loopengt.spec.check_base import Path, items, reachable, string, strings
 from loopengt.spec.errors import Problem, did_you_mean
 from loopengt.spec.pattern_checks import PatternChecks
 from loopengt.templating import PATTERN_VARIABLES, placeholders, resolve
@@ -114,13 +114,18 @@ class _Checker(PatternChecks):
         except jsonschema.SchemaError as exc:
             where = "".join(f"[{p!r}]" for p in exc.path)
             self.add(path, f"invalid JSON Schema{' at ' + where if where else ''}: {exc.message}")
+        except (re.error, ValueError, OverflowError, RecursionError) as exc:
+            # the format checker compiles each `pattern`; `a{9999999999}` overflows instead of
+            # failing as a format error
+            self.add(path, f"invalid JSON Schema: {_reason(exc)}")
 
     def _regex(self, path: Path, pattern: Any) -> None:
         if isinstance(pattern, str):
             try:
                 re.compile(pattern)
-            except re.error as exc:
-                self.add(path, f"invalid regular expression: {exc}")
+            except (re.error, OverflowError, RecursionError) as exc:
+                # not only re.error: a huge repeat count overflows, deep groups recurse
+                self.add(path, f"invalid regular expression: {_reason(exc)}")
 
     def check_template(self, path: Path, template: str, owner: Any) -> None:
         steps = set(self.steps)
@@ -212,10 +217,10 @@ class _Checker(PatternChecks):
         the runtime counts: about four characters a token), or no call could be made."""
         if not isinstance(budget, int) or isinstance(budget, bool) or budget <= 0:
             return
-        agents = {a.get("name"): a for _, a in items(self.data, "agents")}
+        agents = {string(a.get("name")): a for _, a in items(self.data, "agents")}
         first = next(iter(agents.values()), {})
         for _, step in items(self.data, "steps"):
-            agent = agents.get(step.get("agent")) or first
+            agent = agents.get(string(step.get("agent"))) or first
             texts = [agent.get("instructions"), agent.get("description"), step.get("prompt")]
             needed = sum(len(t) for t in texts if isinstance(t, str)) // 4 + 8
             if needed > budget:
@@ -225,6 +230,12 @@ class _Checker(PatternChecks):
                     f"agent's instructions (about {needed} tokens); raise it",
                 )
                 return
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def check_references(data: dict[str, Any]) -> list[Problem]:

@@ -52,5 +52,6 @@ def did_you_mean(name: object, candidates: Iterable[str]) -> str:
     """' (did you mean 'x'?)' when a candidate is close to ``name``, else ''."""
     if not isinstance(name, str):
         return ""
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    names = [c for c in candidates if isinstance(c, str)]  # raw data may hold other keys
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""

@@ -23,6 +23,20 @@ PatternName = Literal[
 Name = str  # agent, step and tool names: a plain identifier-like string, checked in checks.py
 
 
+def is_import_path(value: str) -> bool:
+    """``module.sub:attr.attr``: what ``importlib.import_module`` and ``getattr`` can take
+    (an empty or relative module name would raise ValueError or TypeError, not ImportError)."""
+    module, sep, attr = value.partition(":")
+    return bool(sep) and all(part.isidentifier() for part in [*module.split("."), *attr.split(".")])
+
+
+def check_verifier(value: str | None) -> None:
+    if value is not None and ":" in value and not is_import_path(value):
+        raise ValueError(
+            f"verifier must be a plugin name or 'module:attr' (dotted Python names), got {value!r}"
+        )
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -60,8 +74,10 @@ class ToolSpec(StrictModel):
     def _kind_fields(self) -> ToolSpec:
         if self.kind == "function" and not self.function:
             raise ValueError("a function tool needs 'function: module:attr'")
-        if self.kind == "function" and self.function and ":" not in self.function:
-            raise ValueError(f"function must be 'module:attr', got {self.function!r}")
+        if self.kind == "function" and self.function and not is_import_path(self.function):
+            raise ValueError(
+                f"function must be 'module:attr' (dotted Python names), got {self.function!r}"
+            )
         if self.kind == "mcp" and not (self.command or self.url):
             raise ValueError("an mcp tool needs 'command' (stdio) or 'url' (streamable HTTP)")
         if self.kind == "mcp" and self.command and self.url:
@@ -130,6 +146,7 @@ class GateSpec(StrictModel):
         if getattr(self, needed) is None:
             field = "schema" if needed == "json_schema" else needed
             raise ValueError(f"a {self.kind} gate needs '{field}'")
+        check_verifier(self.verifier)
         return self
 
 
@@ -297,6 +314,7 @@ class Condition(StrictModel):
             raise ValueError(
                 "a condition needs exactly one of output_contains, verdict, counter, verifier"
             )
+        check_verifier(self.verifier)
         return self
 
 

@@ -167,10 +167,11 @@ class PatternChecks(CheckerBase):
         graph = self.data.get("graph") or {}
         successors: dict[str, set[str]] = {}
         for _, edge in items(graph, "edges"):
-            targets = {edge.get("to"), edge.get("default")}
-            targets |= {b.get("to") for _, b in items(edge, "branches")}
+            targets = [edge.get("to"), edge.get("default")]
+            targets += [b.get("to") for _, b in items(edge, "branches")]
             source = string(edge.get("from"))
             if source is not None:
+                # any value may stand where a name should (the model reports its type)
                 named = {t for t in targets if isinstance(t, str)}
                 successors.setdefault(source, set()).update(named)
         return any(start in reachable(start, successors) for start in successors)
