@@ -32,14 +32,18 @@ def parse_inputs(pairs: list[str], input_file: str | None) -> dict[str, Any]:
 
 
 def _read_input_file(path: Path) -> dict[str, Any]:
-    import yaml
+    """Read like a spec (size limit, UTF-8, safe YAML without alias bombs, one-line errors
+    with the position): an input file is as untrusted as a spec."""
+    from loopengt.spec import SpecError
+    from loopengt.spec.loader import read_spec_file
+    from loopengt.spec.yaml_source import YamlLoadError, load_yaml
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UserInputError(f"--input-file {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise UserInputError(f"--input-file {path}: not JSON or YAML: {exc}") from None
+        data, _ = load_yaml(read_spec_file(path))
+    except SpecError as exc:
+        raise UserInputError(f"--input-file {exc.lines()[0]}") from None
+    except YamlLoadError as exc:
+        raise UserInputError(f"--input-file {exc.problem.format(str(path))}") from None
     if not isinstance(data, dict):
         raise UserInputError(f"--input-file {path}: expected a mapping of input names to values")
     return data

@@ -144,10 +144,18 @@ async def aeval_run(
 ) -> EvalResult:
     """Score run ``run_id`` and keep the result with it (`runs` shows the score)."""
     from loopengt.providers.registry import resolve_model
+    from loopengt.runs.engine import check_run_id, run_record
     from loopengt.runs.shared_trace import run_trace
     from loopengt.runs.storage import aopen_storage
 
     config = config or Config.load(root)
+    check_run_id(run_id)
+    # looked up first: an eval of an unknown run creates no database
+    if (
+        await asyncio.to_thread(run_record, run_id, checkpointer=checkpointer, config=config)
+        is None
+    ):
+        raise UserInputError(f"no run {run_id!r} (see `loopengt runs`)")
     async with aopen_storage(checkpointer, config) as storage:
         record = await storage.index.aget(run_id)
         if record is None:

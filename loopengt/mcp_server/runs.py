@@ -18,7 +18,6 @@ from typing import Any
 
 from loopengt.config import Config
 from loopengt.errors import LoopengtError, UserInputError
-from loopengt.runs.engine import RUN_ID
 from loopengt.serialization import jsonable
 from loopengt.spec import LoopSpec, load_spec, load_spec_text
 from loopengt.spec.yaml_source import MAX_SPEC_BYTES
@@ -41,14 +40,6 @@ def confine(root: Path, given: str, what: str = "path") -> Path:
     if not resolved.is_relative_to(root):
         raise UserInputError(f"{what} {given!r}: outside the server's root {root}")
     return resolved
-
-
-def check_run_id(run_id: str) -> str:
-    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
-        raise UserInputError(
-            f"run id {run_id!r}: use letters, digits, '.', '_' and '-' (at most 128)"
-        )
-    return run_id
 
 
 def spec_text(spec_yaml: str) -> str:

@@ -30,7 +30,8 @@ from loopengt.mcp_server.results import (
     TraceText,
     Validation,
 )
-from loopengt.mcp_server.runs import ServerRuns, check_run_id, confine
+from loopengt.mcp_server.runs import ServerRuns, confine
+from loopengt.runs.engine import check_run_id
 from loopengt.spec import SpecError
 from loopengt.spec.errors import format_path
 from loopengt.status import RunStatus

@@ -60,6 +60,16 @@ class RunOptions:
     checkpointer: str | None = None
 
 
+def check_run_id(run_id: str) -> str:
+    """``run_id`` if it is one (it names files under `.loopengt/runs/`: `../x` must never
+    reach a path), else a one-line `UserInputError`."""
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+        raise UserInputError(
+            f"run id {run_id!r}: use letters, digits, '.', '_' and '-' (at most 128)"
+        )
+    return run_id
+
+
 def new_run_id(spec: LoopSpec) -> str:
     slug = "".join(c if c.isalnum() else "-" for c in spec.name.lower()).strip("-")[:24]
     return f"{slug or 'run'}-{time.strftime('%Y%m%d')}-{secrets.token_hex(3)}"
@@ -127,11 +137,7 @@ async def astart_run(
     text = read_spec_file(path)
     spec = load_spec_text(text, filename=str(path))
     run_input = prepare_inputs(spec, inputs or {})
-    run_id = run_id or new_run_id(spec)
-    if not RUN_ID.fullmatch(run_id):
-        raise UserInputError(
-            f"run id {run_id!r}: use letters, digits, '.', '_' and '-' (at most 128)"
-        )
+    run_id = check_run_id(run_id) if run_id is not None else new_run_id(spec)
     async with (
         aopen_storage(options.checkpointer, config) as storage,
         open_memory(spec, storage_url(options.checkpointer, config), config.state_dir) as store,
@@ -390,6 +396,7 @@ def _compile(
 async def _existing(
     run_id: str, checkpointer: str | None, config: Config, *, check_models: bool = True
 ) -> AsyncIterator[tuple[Storage, RunRecord, LoopSpec, Any]]:
+    check_run_id(run_id)
     if not _database_exists(checkpointer, config):
         where = shown_path(Path(storage_url(checkpointer, config)))
         raise UserInputError(f"no run {run_id!r} in {where} (see `loopengt runs`)")

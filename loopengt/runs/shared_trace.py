@@ -69,9 +69,11 @@ def read_events(index: RunIndex, run_id: str) -> list[Event]:
 def run_trace(run_id: str, config: Config, checkpointer: str | None = None) -> Trace:
     """A run's trace: from the database when the runs are in PostgreSQL and it has the run's
     lines, else from the project's `.loopengt/runs/` files."""
+    from loopengt.runs.engine import check_run_id
     from loopengt.runs.storage import is_postgres, open_storage, storage_url
     from loopengt.tracing.exports import load_run
 
+    check_run_id(run_id)  # it names a file under .loopengt/runs/
     if is_postgres(storage_url(checkpointer, config)):
         with open_storage(checkpointer, config=config) as storage:
             events = read_events(storage.index, run_id)
