@@ -19,7 +19,10 @@ def validate(
 
     results = validate_files(files)
     if as_json:
-        payload = [{"file": r.path, "ok": r.ok, "problems": list(r.problems)} for r in results]
+        payload = [
+            {"file": r.path, "ok": r.ok, "problems": list(r.problems), "warnings": list(r.warnings)}
+            for r in results
+        ]
         console.print_json(json.dumps(payload))
     for result in results:
         if result.spec is not None and not as_json:
@@ -28,7 +31,7 @@ def validate(
                 f"[green]✓[/] {result.path}: {spec.name} ({spec.pattern}, "
                 f"{len(spec.agents)} agents, {len(spec.steps)} steps)"
             )
-        for line in result.problems:
+        for line in (*result.problems, *([] if as_json else result.warnings)):
             err_console.print(line, markup=False)
     if not all(r.ok for r in results):
         raise typer.Exit(EXIT_BAD_INPUT)

@@ -21,6 +21,10 @@ class Validation(BaseModel):
     name: str | None = None
     pattern: str | None = None
     problems: list[Problem] = Field(default_factory=list)
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="FILE:LINE:COL lines for what validates but is likely a mistake.",
+    )
 
 
 class Designed(BaseModel):

@@ -122,6 +122,7 @@ def build_server(root: Path, *, host: str = "127.0.0.1", port: int = 8000) -> Fa
         """Validate a LoopSpec, given as YAML text or as a path in the project. Returns every
         problem with its line, column and field path (ok=false), or the spec's name."""
         from loopengt.spec import load_spec_text
+        from loopengt.spec.loader import spec_warnings
 
         try:
             text, name = runs.spec_source(spec_yaml, path)
@@ -130,7 +131,8 @@ def build_server(root: Path, *, host: str = "127.0.0.1", port: int = 8000) -> Fa
             return Validation(ok=False, problems=_problems(exc))
         except LoopengtError as exc:
             raise _fail(exc) from None
-        return Validation(ok=True, name=spec.name, pattern=spec.pattern)
+        warnings = spec_warnings(text, filename=name)
+        return Validation(ok=True, name=spec.name, pattern=spec.pattern, warnings=warnings)
 
     @mcp.tool()
     async def run_loop(

@@ -60,6 +60,9 @@ class CheckerBase:
     def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
+        """What validates but is likely not what the author meant (`loopengt validate` shows
+        them; loading ignores them)."""
         self.pattern = data.get("pattern", "sequential")
         self.agents = self._names("agents")
         self.steps = self._names("steps")
@@ -69,6 +72,9 @@ class CheckerBase:
 
     def add(self, path: Path, message: str) -> None:
         self.problems.append(Problem(path, message))
+
+    def warn(self, path: Path, message: str) -> None:
+        self.warnings.append(Problem(path, f"warning: {message}"))
 
     def _names(self, key: str) -> list[str]:
         seen: dict[str, int] = {}

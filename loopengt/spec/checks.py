@@ -149,9 +149,26 @@ class _Checker(PatternChecks):
                 allowed = VARIABLE_PATTERNS[ref.name]
                 which = " and ".join(allowed) + (" patterns" if len(allowed) > 1 else " pattern")
                 self.add(path, f"{shown} is only set in the {which}")
+            elif ref.name == "feedback" and self.pattern == "custom" and not self._verdicts():
+                self.warn(
+                    path,
+                    f"{shown} is always empty: no step gives a verdict (an output_schema "
+                    "with a boolean 'pass' and a 'feedback' string)",
+                )
             elif ref.kind == "unknown":
                 names = [*steps, "goal", "input", *PATTERN_VARIABLES]
                 self.add(path, f"unknown placeholder {shown}{did_you_mean(ref.name, names)}")
+
+    def _verdicts(self) -> list[str]:
+        """Steps of a custom graph whose output is a verdict (fills {{feedback}})."""
+        found = []
+        for _, step in items(self.data, "steps"):
+            schema = step.get("output_schema")
+            props = schema.get("properties") if isinstance(schema, dict) else None
+            passed = props.get("pass") if isinstance(props, dict) else None
+            if isinstance(passed, dict) and passed.get("type") == "boolean":
+                found.append(str(step.get("name")))
+        return found
 
     def _upstream(self, step: str) -> set[str]:
         return reachable(step, self.requires())
@@ -241,3 +258,10 @@ def _reason(exc: Exception) -> str:
 def check_references(data: dict[str, Any]) -> list[Problem]:
     """Every cross-reference problem in the raw spec data (positions are filled later)."""
     return _Checker(data).run()
+
+
+def check_warnings(data: dict[str, Any]) -> list[Problem]:
+    """What validates but is likely a mistake (positions are filled later)."""
+    checker = _Checker(data)
+    checker.run()
+    return checker.warnings

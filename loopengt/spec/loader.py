@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from loopengt.spec.checks import check_references
+from loopengt.spec.checks import check_references, check_warnings
 from loopengt.spec.errors import Problem, SpecError, did_you_mean
 from loopengt.spec.models import LoopSpec
 from loopengt.spec.pattern_checks import role_problems
@@ -192,17 +192,28 @@ class ValidationResult:
     path: str
     spec: LoopSpec | None
     problems: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
+    """Lines for what validates but is likely a mistake (they do not make it fail)."""
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
+def spec_warnings(text: str, *, filename: str = "<spec>") -> list[str]:
+    """The warning lines (FILE:LINE:COL: field: warning: ...) of a spec that validates."""
+    data, source = load_yaml(text)
+    return [_place(p, source).format(filename) for p in check_warnings(data)]
+
+
 def validate_files(paths: list[str]) -> list[ValidationResult]:
     results = []
     for path in paths:
         try:
-            results.append(ValidationResult(path, load_spec(path), ()))
+            text = read_spec_file(Path(path))
+            spec = load_spec_text(text, filename=path)
+            warnings = tuple(spec_warnings(text, filename=path))
+            results.append(ValidationResult(path, spec, (), warnings))
         except SpecError as exc:
             results.append(ValidationResult(path, None, tuple(exc.lines())))
     return results

@@ -203,6 +203,7 @@ def test_validate_reports_problems_with_line_column_and_path_and_accepts_a_good_
                 "name": "research-brief",
                 "pattern": "sequential",
                 "problems": [],
+                "warnings": [],
             }
 
         # exactly one of spec_yaml and path
