@@ -43,6 +43,10 @@ that arrives after the step timed out is not the run's, so a recording cassette 
 out (its replay would answer the retry with it)."""
 
 
+class IncompleteReplyError(ConnectionError):
+    """A reply the connection cut short without an error (retried per policy)."""
+
+
 class StepTimeoutError(TimeoutError):
     """A step's model call ran past step_timeout_seconds (retried per policy)."""
 
@@ -118,6 +122,13 @@ class Calls:
         Not if this process lost the run meanwhile (another one drives it now)."""
         check_lease()
         message = reply if isinstance(reply, AIMessage) else AIMessage(content=_content(reply))
+        meta = message.response_metadata
+        if meta.get("model_provider") == "openai" and not meta.get("finish_reason"):
+            # an OpenAI-compatible reply always ends with a finish_reason: a stream closed
+            # before it is half a reply, not a short one (retried, not used)
+            raise IncompleteReplyError(
+                "the server ended the reply before it was complete (no finish_reason)"
+            )
         self.replies.append(message)
         return message
 

@@ -120,12 +120,65 @@ def _explain(exc: BaseException, config: Config | None) -> str:
         return f"{provider}: request refused{at} ({status}): {said}"
     if "Timeout" in name:
         return f"{provider}: no answer{at} in time; is the server overloaded?"
+    cut = dropped(exc)
+    if cut is not None:
+        retry = " with `loopengt resume RUN_ID`" if RESUME_HINTS.get() else ""
+        return (
+            f"{provider}: the server{at} closed the connection before the reply was complete "
+            f"({cut}) after the policy's retries; the server or a proxy is failing — retry "
+            f"later{retry}"
+        )
     if "Connect" in name or isinstance(exc, ConnectionError):
         return (
             f"{provider}: cannot reach the server{at}; is it running? "
             "check [llm] base_url (or OPENAI_BASE_URL / OLLAMA_HOST)"
         )
     return f"{provider}: {name}: {_first_line(exc)}"
+
+
+# the transport's errors once the server was reached: the exchange broke off mid-way (httpx,
+# httpcore, aiohttp, the standard library); a refused or unresolvable connection is not one
+_DROPPED = frozenset(
+    {
+        "ReadError",
+        "WriteError",
+        "RemoteProtocolError",
+        "ConnectionResetError",
+        "BrokenPipeError",
+        "IncompleteRead",
+        "ServerDisconnectedError",
+        "ClientPayloadError",
+    }
+)
+_UNREACHED = frozenset(
+    {"ConnectError", "ConnectTimeout", "ConnectionRefusedError", "gaierror", "ClientConnectorError"}
+)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what caused it: SDKs wrap the transport's error (openai's
+    APIConnectionError holds httpx's, which holds httpcore's, ...)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 16:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def dropped(exc: BaseException) -> str | None:
+    """What the transport said when the server was reached but the connection broke off
+    before the reply was complete (reset, closed mid-body or mid-stream), else None. SDKs
+    report this as a connection error, which is not "cannot reach the server"."""
+    chain = _chain(exc)
+    names = {cls.__name__ for e in chain for cls in type(e).__mro__}
+    if names & _UNREACHED or not names & _DROPPED:
+        return None
+    for error in reversed(chain):  # the innermost error says what happened
+        text = " ".join(str(error).split())
+        if text:
+            return re.sub(r"^\[Errno \d+\] ", "", text)[:200]
+    return next(type(e).__name__ for e in chain if type(e).__name__ in _DROPPED)
 
 
 # what servers say when the request itself is wrong, even under a 500 (llama-cpp-python's

@@ -207,7 +207,11 @@ async def aresume_run(
         await _preflight(spec, config)
         await _mark_running(storage, record, seen)
         session = Session(graph, spec, storage, record, config, on_event, stream_text)
-        return await run_session(session, None, run_config)
+        # killed before its first checkpoint: nothing to continue from, so start it again
+        # with its stored input (no model call had been saved)
+        started = await graph.checkpointer.aget_tuple(run_config) is not None
+        graph_input = None if started else {"input": record.options.get("inputs") or {}}
+        return await run_session(session, graph_input, run_config)
 
 
 async def aanswer_approval(

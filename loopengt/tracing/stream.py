@@ -167,7 +167,9 @@ class RunEvents(BaseCallbackHandler):
         elif mode == "messages":
             message, metadata = chunk
             text = getattr(message, "text", "")
-            text = text() if callable(text) else text
+            # langchain-core's `.text` is a str that is also (deprecated) callable: calling
+            # it would print a deprecation warning on the user's terminal
+            text = str(text) if isinstance(text, str) else text()
             node = metadata.get("langgraph_node")
             if text and node in self._last_step:
                 self.publish(EventKind.TEXT, self._last_step[node], text=text)
