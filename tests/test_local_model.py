@@ -27,7 +27,7 @@ from langchain_core.messages import (
 )
 
 from loopengt.compile import compile_spec
-from loopengt.errors import LoopengtError, UserInputError
+from loopengt.errors import UserInputError
 from loopengt.graph.calls import Calls, drive
 from loopengt.graph.structured import structured_call
 from loopengt.providers import local as local_model
@@ -208,12 +208,51 @@ def test_own_gguf_file_is_used(tmp_path: Path) -> None:
     assert model.model_name == "local:mine"
 
 
-def test_tools_are_refused_in_one_line(tmp_path: Path) -> None:
-    model = ChatLocalLlama(model_path=str(tmp_path / "m.gguf"))
-    with pytest.raises(LoopengtError) as caught:
-        model.bind_tools([])
-    assert "cannot call tools" in str(caught.value)
-    assert "\n" not in str(caught.value)
+def test_bound_tools_make_the_reply_a_call_or_an_answer_under_a_grammar(
+    tmp_path: Path,
+) -> None:
+    from langchain_core.tools import tool
+
+    from loopengt.providers.local_grammar import as_reply
+
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    model = ChatLocalLlama(model_path=str(tmp_path / "m.gguf")).bind_tools([add])
+    fmt = model._params(None, {})["response_format"]
+    [call, answer] = fmt["schema"]["anyOf"]
+    assert call["properties"]["tool"] == {"const": "add"}
+    assert call["properties"]["arguments"]["required"] == ["a", "b"]
+    assert answer["required"] == ["answer"]
+    assert as_reply('{"tool": "add", "arguments": {"a": 2, "b": 3}}', 7) == (
+        "",
+        [{"name": "add", "args": {"a": 2, "b": 3}, "id": "call_7", "type": "tool_call"}],
+    )
+    assert as_reply('{"answer": "five"}', 8) == ("five", [])
+    assert as_reply('{"tool": "add", "argu', 9) == ('{"tool": "add", "argu', [])  # cut short
+
+
+@pytest.mark.slow
+def test_an_agent_with_a_tool_runs_on_the_real_embedded_model() -> None:
+    spec = load_spec_text(
+        """
+        name: adder
+        goal: Add numbers with the add tool.
+        tools:
+          - {name: add, kind: function, function: "tests.compilers.helpers:add"}
+        agents:
+          - {name: counter, instructions: You add numbers with the add tool., tools: [add]}
+        steps:
+          - {name: total, agent: counter, prompt: "Use the add tool to add 2 and 3."}
+        """
+    )
+    graph = compile_spec(spec, models=local_chat_model(temperature=0))
+    state = graph.invoke({"input": {}})
+    assert state["status"] == "completed", state.get("stop_reason")
+    tool_results = [m for m in state["messages"] if m.type == "tool"]
+    assert [m.content for m in tool_results][:1] == ["5"]
 
 
 def test_importing_loopengt_does_not_import_llama_cpp() -> None:
@@ -392,29 +431,6 @@ def test_three_step_spec_runs_on_the_local_model() -> None:
     assert state["turns"] == 3
     assert state["usage"]["total_tokens"] > 0
     assert state["usage"]["input_tokens"] > 0 and state["usage"]["output_tokens"] > 0
-
-
-def test_an_agent_with_tools_on_the_local_model_fails_at_compile_time() -> None:
-    from loopengt import compile_spec
-    from loopengt.errors import UserInputError
-    from loopengt.spec import load_spec_text
-
-    spec = load_spec_text(
-        """
-name: tools-on-local
-goal: Add numbers.
-defaults: {model: local}
-agents:
-  - name: calc
-    tools: [add]
-tools:
-  - {name: add, kind: function, function: "tests.compilers.helpers:add"}
-steps:
-  - {name: total, agent: calc, prompt: "Add 2 and 3."}
-"""
-    )
-    with pytest.raises(UserInputError, match=r"agent 'calc' has tools, but the local model"):
-        compile_spec(spec)
 
 
 def test_json_with_raw_newlines_in_strings_is_parsed() -> None:

@@ -114,7 +114,7 @@ class HandoffTurn(AgentTurn):
         history = list(state.get("messages") or []) if self.share_history else []
         prompt = HumanMessage(self.prompt(state))
         model = self.ctx.model_for(self.agent)
-        # a model that cannot call tools (the embedded one) hands off in structured output;
+        # a model that cannot call tools (a plugin's, say) hands off in structured output;
         # agents with tools of their own were refused such a model at compile time
         by_tool = getattr(model, "tool_calling", True) is not False or not self.targets
         conversation: list[BaseMessage] = [SystemMessage(self.system(by_tool)), *history, prompt]

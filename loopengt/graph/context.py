@@ -105,9 +105,10 @@ class CompileContext:
             except UserInputError as exc:
                 raise UserInputError(f"agent {agent.name!r}: {exc}") from None
             if agent.has_tools and getattr(model, "tool_calling", True) is False:
+                name = getattr(model, "model_name", None) or type(model).__name__
                 raise UserInputError(
-                    f"agent {agent.name!r} has tools, but the local model cannot call tools; "
-                    "give it an openai:, anthropic: or ollama: model"
+                    f"agent {agent.name!r} has tools, but its model {name} cannot call tools; "
+                    "give it an openai:, anthropic:, ollama: or local model"
                 )
 
     def new_graph(self, *pattern_channels: str) -> Graph:

