@@ -51,7 +51,9 @@ class LocalStub:
         monkeypatch.setattr(loopengt.providers.local, "local_model_available", lambda: available)
         monkeypatch.setattr(loopengt.providers.local, "local_chat_model", self.chat_model)
 
-    def chat_model(self, name: str | None = None, *, temperature: float | None = None) -> Any:
+    def chat_model(
+        self, name: str | None = None, *, temperature: float | None = None, threads: Any = None
+    ) -> Any:
         self.calls.append((name, temperature))
         return self.model
 
