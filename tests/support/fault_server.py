@@ -46,9 +46,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from tests.support.http_server import BackgroundServer
 
 Json = dict[str, Any]
 FAULT_KINDS = ("429", "500", "503", "slow", "drop", "malformed")
@@ -165,7 +167,7 @@ def default_responder(request: Json) -> Any:
     return "echo: " + (users[-1] if users else "")[:200]
 
 
-class FaultServer:
+class FaultServer(BackgroundServer):
     """Serves ``responder``'s replies, faulting a seeded ``rate`` of requests (or as
     ``plan`` says) with one of ``kinds``."""
 
@@ -190,51 +192,19 @@ class FaultServer:
         if unknown:
             known = FAULT_KINDS + EXTRA_KINDS
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {known}")
+        super().__init__(host, port)
         self.plan = plan
         self.slow_seconds = slow_seconds
-        self._address = (host, port)
         self._on_served = on_served
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
         self._served: list[Served] = []
         self._requests: list[Json] = []
         self._seen: Counter[str] = Counter()
         self._contents: dict[int, str] = {}  # request number -> the reply's content
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- life cycle --------------------------------------------------------------------------
-    def start(self) -> FaultServer:
-        self._stopping.clear()
-        self._httpd = httpd = ThreadingHTTPServer(self._address, _make_handler(self))
-        httpd.daemon_threads = True
-        httpd.handle_error = lambda *args: None  # type: ignore[method-assign]  # clients vanish
-        poll = {"poll_interval": 0.05}
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs=poll, daemon=True)
-        self._thread.start()
-        return self
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return _make_handler(self)
 
-    def stop(self) -> None:
-        if self._httpd is None or self._thread is None:
-            return
-        self._stopping.set()  # wakes handlers sleeping in a slow reply
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-        self._httpd = self._thread = None
-
-    def __enter__(self) -> FaultServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        assert self._httpd is not None, "server not started"
-        return f"http://{self._address[0]}:{self._httpd.server_address[1]}/v1"
-
-    # -- what was served -------------------------------------------------------------------
     @property
     def served(self) -> list[Served]:
         with self._lock:

@@ -21,9 +21,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from tests.support.http_server import BackgroundServer
 
 Json = dict[str, Any]
 
@@ -147,7 +149,7 @@ def load_script(path: str | Path) -> tuple[list[Reply], Responder | None]:
     return replies, echo_responder if responder else None
 
 
-class ScriptedOpenAIServer:
+class ScriptedOpenAIServer(BackgroundServer):
     """Serves scripted replies in order; ``responder`` answers once the queue is empty."""
 
     def __init__(
@@ -159,50 +161,17 @@ class ScriptedOpenAIServer:
         port: int = 0,
         on_request: Callable[[int], None] | None = None,
     ) -> None:
+        super().__init__(host, port)
         self._replies = list(replies)
         self._responder = responder
-        self._address = (host, port)
         self._on_request = on_request
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
         self._requests: list[Json] = []
         self._headers: list[dict[str, str]] = []
         self._errors: list[str] = []
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> ScriptedOpenAIServer:
-        self._stopping.clear()
-        self._httpd = httpd = ThreadingHTTPServer(self._address, _make_handler(self))
-        # A short poll interval keeps shutdown() quick, which adds up across many tests.
-        poll = {"poll_interval": 0.05}
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs=poll, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is None or self._thread is None:
-            return
-        self._stopping.set()  # wakes handlers sleeping in a Delayed reply
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-        self._httpd = self._thread = None
-
-    def __enter__(self) -> ScriptedOpenAIServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._httpd is not None, "server not started"
-        return int(self._httpd.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self._address[0]}:{self.port}/v1"
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return _make_handler(self)
 
     @property
     def requests(self) -> list[Json]:
