@@ -17,21 +17,10 @@ from loopengt.config import Config
 from loopengt.errors import UserInputError
 from loopengt.spec import load_spec_text
 from tests.integration.clients import chat_model
+from tests.integration.test_fanout_evaluator_custom_openai import EVALUATOR as EVALUATOR_SPEC
 from tests.support.openai_server import ErrorReply, JsonReply, Reply, ScriptedOpenAIServer
 
-EVALUATOR = textwrap.dedent("""
-    name: haiku
-    goal: Write a haiku about owls.
-    pattern: evaluator_optimizer
-    agents:
-      - {name: poet, instructions: You write haiku.}
-      - {name: critic, instructions: You judge haiku.}
-    steps:
-      - {name: write, agent: poet, description: Write the haiku.}
-      - {name: judge, agent: critic, depends_on: [write], prompt: "Is this a haiku? {{write}}"}
-    evaluator: {generator: write, evaluator: judge, max_iterations: 3}
-    policy: {max_turns: 10}
-""")
+EVALUATOR = textwrap.dedent(EVALUATOR_SPEC)
 
 LLAMA_CPP_REFUSAL = (
     "1 validation error for CreateChatCompletionRequest response_format.type Input should be "

@@ -361,17 +361,7 @@ def test_the_run_time_limit_bounds_a_call_on_the_sync_path(tmp_path: Path) -> No
     assert 1.5 < took < 4, took
 
 
-RETRYING = """
-    name: retrying
-    goal: Do two things.
-    agents:
-      - {name: worker, instructions: You work.}
-    steps:
-      - {name: s1, prompt: "step one"}
-      - {name: s2, prompt: "step two after {{s1}}", depends_on: [s1]}
-    policy:
-      retry: {attempts: 3, backoff_seconds: 0.01, max_backoff_seconds: 0.01}
-"""
+RETRYING = TWO_STEPS.replace("attempts: 2", "attempts: 3")
 
 
 def test_ctrl_c_during_a_retry_resumes_the_step_with_its_retries(tmp_path: Path) -> None:
