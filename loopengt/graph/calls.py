@@ -29,7 +29,6 @@ from loopengt.graph.context_budget import ContextBudget
 from loopengt.graph.state import Update, add_numbers, new_usage
 from loopengt.providers.pricing import cost_usd
 from loopengt.redaction import hide_known
-from loopengt.runs.lease import check_lease
 from loopengt.serialization import as_text
 
 T = TypeVar("T")
@@ -41,6 +40,18 @@ ABANDONED: contextvars.ContextVar[threading.Event | None] = contextvars.ContextV
 """Set around a synchronous model call the step may give up on (`_with_timeout`): a reply
 that arrives after the step timed out is not the run's, so a recording cassette leaves it
 out (its replay would answer the retry with it)."""
+
+
+REPLY_GUARD: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "reply_guard", default=None
+)
+"""Called before a reply is used, by whoever drives the graph (the run engine's lease check:
+a process that lost its run must not checkpoint what it was waiting for). LangGraph copies
+the context into its node tasks, so the nodes see it."""
+
+
+class RunTakenOver(LoopengtError):
+    """Another process drives this run now: this one stops and writes nothing."""
 
 
 class IncompleteReplyError(ConnectionError):
@@ -119,8 +130,10 @@ class Calls:
 
     def keep(self, reply: Any) -> AIMessage:
         """The reply as an AIMessage (a model may answer with a string or a chunk), kept.
-        Not if this process lost the run meanwhile (another one drives it now)."""
-        check_lease()
+        Not if this process lost the run meanwhile (`REPLY_GUARD`)."""
+        guard = REPLY_GUARD.get()
+        if guard is not None:
+            guard()
         message = reply if isinstance(reply, AIMessage) else AIMessage(content=_content(reply))
         meta = message.response_metadata
         if meta.get("model_provider") == "openai" and not meta.get("finish_reason"):

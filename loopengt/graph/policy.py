@@ -12,10 +12,9 @@ from langchain_core.exceptions import ModelConnectionError, ModelRateLimitError,
 from langgraph.types import RetryPolicy
 
 from loopengt.errors import LoopengtError, UserInputError
-from loopengt.graph.calls import RunTimeLimitError, StepTimeoutError
+from loopengt.graph.calls import RunTakenOver, RunTimeLimitError, StepTimeoutError
 from loopengt.graph.context import CompileContext
 from loopengt.graph.state import LoopState, Update, add_numbers
-from loopengt.runs.lease import LeaseLost
 from loopengt.serialization import as_text
 from loopengt.status import RunStatus
 
@@ -85,7 +84,7 @@ def failed_call(exc: Exception, ctx: CompileContext, attempt: int, what: str, no
     that the run ends, ``stopped`` by a step timeout and ``failed`` by anything else."""
     from loopengt.providers.errors import explain_model_error
 
-    if isinstance(exc, LeaseLost):  # another process drives the run now: write nothing
+    if isinstance(exc, RunTakenOver):  # another process drives the run now: write nothing
         raise exc
     if isinstance(exc, RunTimeLimitError):  # the policy's limit, as policy_halt words it
         return stop(str(exc))

@@ -12,7 +12,6 @@ without writing the run's outcome.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import os
 import secrets
 import socket
@@ -20,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from loopengt.errors import LoopengtError
+from loopengt.graph.calls import RunTakenOver
 from loopengt.runs.index import RunIndex, RunRecord
 from loopengt.status import RunStatus
 
@@ -60,7 +59,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class LeaseLost(LoopengtError):
+class LeaseLost(RunTakenOver):
     """This process no longer owns the run it was driving."""
 
 
@@ -114,15 +113,3 @@ class Lease:
                 self.lost = True
                 on_lost()
                 return
-
-
-CURRENT: contextvars.ContextVar[Lease | None] = contextvars.ContextVar("lease", default=None)
-"""The lease of the session whose graph runs in this context (LangGraph copies the context
-into its node tasks)."""
-
-
-def check_lease() -> None:
-    """Raise `LeaseLost` if the session running this code lost its run (see `Lease.check`)."""
-    lease = CURRENT.get()
-    if lease is not None:
-        lease.check()

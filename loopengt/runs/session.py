@@ -18,8 +18,9 @@ from loopengt.errors import (
     EXIT_RUN_FAILED,
     LoopengtError,
 )
+from loopengt.graph.calls import REPLY_GUARD
 from loopengt.runs.index import RunRecord
-from loopengt.runs.lease import CURRENT, Lease
+from loopengt.runs.lease import Lease
 from loopengt.runs.shared_trace import SharedEvents
 from loopengt.runs.storage import Storage
 from loopengt.spec.models import LoopSpec
@@ -120,7 +121,7 @@ async def run_session(
     this = asyncio.current_task()
     assert this is not None  # run_session is always awaited in a task
     heartbeat = asyncio.create_task(lease.run(this.cancel))
-    lease_token = CURRENT.set(lease)
+    guard = REPLY_GUARD.set(lease.check)  # the fence: see Lease
     modes = ["updates", *(["messages"] if session.stream_text else [])]
     outcome: tuple[RunStatus | None, str | None] = (None, None)
     error: Exception | None = None
@@ -143,7 +144,7 @@ async def run_session(
         outcome, error = (RunStatus.FAILED, f"error: {explain_model_error(exc, config)}"), exc
     finally:
         heartbeat.cancel()
-        CURRENT.reset(lease_token)
+        REPLY_GUARD.reset(guard)
         _ACTIVE[0] -= 1
         if not _ACTIVE[0]:  # MCP tool servers are shared by the runs of this process
             from loopengt.tools.mcp_client import close_all
