@@ -71,7 +71,15 @@ def start_loopengt(cwd: Path, *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_ctrl_c_works,
     )
+
+
+def _ctrl_c_works() -> None:
+    """In the child: SIGINT as in a terminal. Tests send it as Ctrl-C, but a test session
+    started in the background by a non-interactive shell (a CI script's `&`) ignores SIGINT,
+    and a child would inherit that and never see it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = CLI_TIMEOUT) -> tuple[str, str]:
