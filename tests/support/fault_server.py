@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.http_server import BackgroundServer
+from tests.support.openai_server import forced_function, message_text
 
 Json = dict[str, Any]
 FAULT_KINDS = ("429", "500", "503", "slow", "drop", "malformed")
@@ -78,13 +79,6 @@ class Served:
     fault: str | None
     stream: bool
     structured: bool
-
-
-def message_text(message: Json) -> str:
-    content = message.get("content")
-    if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return "" if content is None else str(content)
 
 
 def user_texts(request: Json) -> list[str]:
@@ -122,17 +116,6 @@ def structured_schema(request: Json) -> Json | None:
             if function.get("name") == forced:
                 return dict(function.get("parameters") or {})
     return None
-
-
-def forced_function(request: Json) -> str | None:
-    choice, tools = request.get("tool_choice"), request.get("tools") or []
-    if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name")
-    elif choice == "required" and len(tools) == 1:
-        name = tools[0].get("function", {}).get("name")
-    else:
-        name = None
-    return str(name) if name else None
 
 
 def example_of(schema: Json) -> Any:

@@ -88,7 +88,7 @@ _ERROR_DEFAULTS = {
 }
 
 
-def _message_text(message: Mapping[str, Any]) -> str:
+def message_text(message: Mapping[str, Any]) -> str:
     content = message.get("content")
     if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}, ...]
         return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
@@ -97,7 +97,7 @@ def _message_text(message: Mapping[str, Any]) -> str:
 
 def last_user_text(request: Json) -> str:
     users = [m for m in request.get("messages", []) if m.get("role") == "user"]
-    return _message_text(users[-1]) if users else ""
+    return message_text(users[-1]) if users else ""
 
 
 def echo_responder(request: Json) -> str:
@@ -108,7 +108,7 @@ def count_tokens(text: str) -> int:
     return max(1, len(text.split()))
 
 
-def _forced_function(request: Json) -> str | None:
+def forced_function(request: Json) -> str | None:
     choice, tools = request.get("tool_choice"), request.get("tools") or []
     if isinstance(choice, dict):
         name = (choice.get("function") or {}).get("name")
@@ -254,7 +254,7 @@ def _message(reply: Reply, request: Json, number: int) -> tuple[str | None, list
     if isinstance(reply, str):
         return reply, []
     if isinstance(reply, JsonReply):
-        forced = _forced_function(request)
+        forced = forced_function(request)
         if forced is None:
             return json.dumps(reply.data), []
         reply = ToolCallReply(forced, json.dumps(reply.data))
@@ -270,7 +270,7 @@ def _message(reply: Reply, request: Json, number: int) -> tuple[str | None, list
 
 
 def _usage(request: Json, content: str | None, calls: list[Json]) -> Json:
-    prompt = count_tokens(" ".join(_message_text(m) for m in request.get("messages", [])))
+    prompt = count_tokens(" ".join(message_text(m) for m in request.get("messages", [])))
     out = count_tokens(" ".join([content or ""] + [c["function"]["arguments"] for c in calls]))
     return {"prompt_tokens": prompt, "completion_tokens": out, "total_tokens": prompt + out}
 
