@@ -57,7 +57,11 @@ class CompileContext:
         return model
 
     def _structured_output(self, agent: AgentRole, step: StepSpec | None) -> str:
-        """`[llm.<provider>] structured_output`, else `[llm] structured_output`, else auto."""
+        """The agent's `structured_output`, else `[llm.<provider>] structured_output`, else
+        `[llm] structured_output`, else auto. An injected model shared by several agents keeps
+        the first agent's setting."""
+        if agent.structured_output:
+            return agent.structured_output
         name = (step.model if step else None) or agent.model or self.spec.defaults.model
         provider = (name or self.config.default_model or "").partition(":")[0]
         own = self.config.provider(provider).get("structured_output") if provider else None
@@ -76,7 +80,9 @@ class CompileContext:
             temperature = self.spec.defaults.temperature
         # the spec's cap (resolve_model applies `[llm] max_tokens`, else the provider's)
         max_tokens = agent.max_tokens or self.spec.defaults.max_tokens
-        key = f"{name}|{temperature}|{max_tokens}"
+        # an agent with its own structured_output gets its own client: the method (and what
+        # `auto` learns) is kept per model object
+        key = f"{name}|{temperature}|{max_tokens}|{agent.structured_output}"
         if key not in self._model_cache:
             from loopengt.providers.registry import resolve_model, with_max_tokens
 

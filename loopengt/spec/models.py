@@ -112,6 +112,14 @@ class AgentRole(StrictModel):
     max_tokens: int | None = Field(
         default=None, ge=1, description="Cap on each reply's output tokens (default: defaults)."
     )
+    structured_output: (
+        Literal["auto", "json_schema", "json_object", "function_calling", "prompt"] | None
+    ) = Field(
+        default=None,
+        description="How this agent's JSON replies are asked for (default: `[llm] "
+        "structured_output`, else auto): a server that refuses one method, a model that "
+        "follows a forced tool call better than a schema.",
+    )
 
     @property
     def has_tools(self) -> bool:

@@ -15,7 +15,7 @@ import pytest
 from loopengt.compile import compile_spec
 from loopengt.config import Config
 from loopengt.errors import UserInputError
-from loopengt.spec import load_spec_text
+from loopengt.spec import SpecError, load_spec_text
 from tests.integration.clients import chat_model
 from tests.integration.test_fanout_evaluator_custom_openai import EVALUATOR as EVALUATOR_SPEC
 from tests.support.openai_server import ErrorReply, JsonReply, Reply, ScriptedOpenAIServer
@@ -125,3 +125,48 @@ def test_an_unknown_setting_is_one_line_at_compile_time(tmp_path: Path) -> None:
         compile_spec(
             load_spec_text(EVALUATOR), models=chat_model(server), config=project(tmp_path, "xml")
         )
+
+
+PER_AGENT = """
+name: per-agent
+goal: Two agents on one server, each asked for JSON its own way.
+defaults: {model: "openai:m"}
+agents:
+  - {name: forced, structured_output: function_calling}
+  - {name: plain}
+steps:
+  - name: first
+    agent: forced
+    output_schema: {type: object, properties: {n: {type: integer}}, required: [n]}
+  - name: second
+    agent: plain
+    depends_on: [first]
+    output_schema: {type: object, properties: {n: {type: integer}}, required: [n]}
+"""
+
+
+def test_an_agent_setting_overrides_the_configured_method_for_that_agent_only(
+    tmp_path: Path,
+) -> None:
+    with ScriptedOpenAIServer([], responder=lambda request: JsonReply({"n": 1})) as server:
+        (tmp_path / ".loopengt").mkdir()
+        text = f'[llm]\nstructured_output = "json_object"\nbase_url = "{server.base_url}"\n'
+        (tmp_path / ".loopengt" / "config.toml").write_text(text)
+        graph = compile_spec(load_spec_text(PER_AGENT), config=Config.load(tmp_path))
+        state = graph.invoke({"input": {}})
+    assert state["status"] == "completed", state.get("stop_reason")
+    forced, plain = server.requests
+    assert forced["tool_choice"]["function"]["name"] == forced["tools"][0]["function"]["name"]
+    assert "response_format" not in forced
+    assert plain["response_format"]["type"] == "json_object"  # the configured method
+    assert "tools" not in plain
+    assert state["outputs"] == {"first": {"n": 1}, "second": {"n": 1}}
+
+
+def test_an_unknown_agent_setting_is_a_spec_error_with_its_place() -> None:
+    with pytest.raises(SpecError) as caught:
+        load_spec_text(PER_AGENT.replace("function_calling", "xml"), filename="loop.yaml")
+    assert str(caught.value) == (
+        "loop.yaml:6:39: agents[0].structured_output: must be 'auto', 'json_schema', "
+        "'json_object', 'function_calling' or 'prompt', got 'xml'"
+    )
