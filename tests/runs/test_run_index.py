@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,29 @@ def test_a_running_row_whose_process_is_gone_lists_as_interrupted(tmp_path: Path
 
 
 _OUT = {"capture_output": True, "text": True, "check": True}
+
+
+def test_a_new_database_opens_while_another_process_writes_it(tmp_path: Path) -> None:
+    """Switching a new database to WAL does not wait on SQLite's busy handler: a writer
+    holding it made `open_storage` fail at once with "database is locked"."""
+    path = tmp_path / ".loopengt" / "loopengt.db"
+    path.parent.mkdir()
+    sqlite3.connect(path).execute("CREATE TABLE other (x)").connection.close()  # rollback mode
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time\n"
+            f"c = sqlite3.connect({str(path)!r}, isolation_level=None)\n"
+            "c.execute('BEGIN IMMEDIATE'); c.execute('INSERT INTO other VALUES (1)')\n"
+            "print('writing', flush=True); time.sleep(1.5); c.execute('COMMIT')\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout is not None and writer.stdout.readline() == "writing\n"
+    with open_storage(root=tmp_path) as storage:  # waits for the writer instead of failing
+        assert storage.index.runs() == []
+    writer.wait(timeout=10)
+    mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
