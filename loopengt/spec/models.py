@@ -101,7 +101,9 @@ class AgentRole(StrictModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     tools: list[Name] = Field(default_factory=list)
     handoffs: list[Name] = Field(
-        default_factory=list, description="handoff pattern: agents this agent may hand off to."
+        default_factory=list,
+        description="handoff pattern: agents this agent may hand off to; [] for none (it "
+        "answers). Unset: the agents of the steps right after its own, else every other agent.",
     )
     max_tool_calls: int = Field(default=8, ge=0, description="Tool-calling rounds per step.")
     memory: bool = Field(

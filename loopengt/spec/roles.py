@@ -120,7 +120,7 @@ def handoff_targets(spec: LoopSpec, agent_name: str) -> list[str]:
     """The agents ``agent_name`` may hand off to, in the handoff pattern.
 
     * Its own ``handoffs`` list, when it has one, as written: back-edges included, since
-      that is how a spec asks for a loop.
+      that is how a spec asks for a loop; ``handoffs: []``, none (it answers).
     * Else, when the steps declare an order (some step has dependencies), the agents of the
       steps that come right after its own steps, in step order. The agent of the last step
       gets none: it answers, which ends the run.
@@ -140,7 +140,7 @@ def handoff_targets(spec: LoopSpec, agent_name: str) -> list[str]:
     agent = next((a for a in spec.agents if a.name == agent_name), None)
     if agent is None:
         raise ValueError(f"unknown agent {agent_name!r}")
-    if agent.handoffs:
+    if "handoffs" in agent.model_fields_set:  # `handoffs: []` too: an agent that answers
         return list(dict.fromkeys(agent.handoffs))
     everyone_else = [a.name for a in spec.agents if a.name != agent_name]
     requires = {s.name: s.requires for s in spec.steps}

@@ -131,6 +131,25 @@ def test_tools_offered_follow_handoffs_and_default_to_every_other_agent() -> Non
 
     assert triage.bound_tools == ["add", "transfer_to_billing"]
     assert billing.bound_tools == ["transfer_to_triage", "transfer_to_tech"]
+    # the transfer tools say who each agent is; the system prompt does not list them again
+    # (the embedded model then picked the agent listed last)
+    system = str(triage.received[0][0].content)
+    assert "call the transfer tool of that agent" in system
+    assert "Handles invoices" not in system
+
+
+def test_an_empty_handoffs_list_means_the_agent_answers() -> None:
+    spec = DESK.replace(
+        "        description: Handles invoices.\n",
+        "        description: Handles invoices.\n        handoffs: []\n",
+    )
+    billing = fake("Refunded.")
+    order, state = run(desk(spec, triage=triage_then_transfer(), billing=billing), {"input": {}})
+
+    assert billing.bound_tools == []  # before: every other agent, so desks ping-ponged
+    assert order == ["triage", "billing"]
+    assert state["status"] == "completed"
+    assert state["outputs"]["billing"] == "Refunded."
 
 
 def test_transfer_to_an_agent_not_allowed_is_not_offered() -> None:
@@ -276,5 +295,6 @@ def test_a_model_without_tool_calling_hands_off_in_structured_output() -> None:
     assert state["outputs"]["triage"] == "(handed off to billing: Refund order 7)"
     asked = triage.requests[0]
     assert "set 'handoff' to its name" in str(asked[0].content)
+    assert "- billing: Handles invoices." in str(asked[0].content)  # no tool says who
     assert "Refund order 7" in str(billing.requests[0][1].content)
     assert "paid 2x" in str(billing.requests[0][1].content)
