@@ -42,9 +42,7 @@ SUPERVISOR_RULES = (
 
 
 def routing_schema(workers: tuple[str, ...], heard: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The supervisor's answer. The choices are listed as the team's state suggests: workers
-    not heard from yet, then FINISH, then those who already reported — the order a model
-    reads them in, and the order the shipped test model (which takes the first) works in."""
+    """The supervisor's answer: who acts next, and their task."""
     return {
         "type": "object",
         "properties": {
@@ -56,7 +54,14 @@ def routing_schema(workers: tuple[str, ...], heard: tuple[str, ...] = ()) -> dic
 
 
 def routing_choices(workers: tuple[str, ...], heard: tuple[str, ...]) -> list[str]:
-    return [w for w in workers if w not in heard] + [FINISH] + [w for w in workers if w in heard]
+    """Listed as the team's state suggests: workers not heard from yet, then FINISH, then
+    those who already reported — the order a model reads them in, and the order the shipped
+    test model (which takes the first) works in. FINISH is not offered before any worker
+    has reported: the supervisor does no work itself, so the run would end with nothing."""
+    fresh = [w for w in workers if w not in heard]
+    if not heard:
+        return fresh
+    return [*fresh, FINISH, *(w for w in workers if w in heard)]
 
 
 def worker_step(ctx: CompileContext, worker: str) -> StepSpec:

@@ -97,7 +97,9 @@ def test_prompts_carry_task_workers_and_results() -> None:
     assert last.index("Otters hold hands") < last.index("A note.")  # results in order
     # the routing schema is in the instruction, with the allowed names and a bounded task
     instruction = str(boss.received[0][-1].content)
-    assert '"enum": ["researcher", "writer", "FINISH"]' in instruction
+    assert '"enum": ["researcher", "writer"]' in instruction  # no FINISH before any work
+    later = str(boss.received[1][-1].content)
+    assert '"enum": ["writer", "FINISH", "researcher"]' in later
     assert '"maxLength": 500' in instruction
 
 
@@ -259,13 +261,13 @@ def test_mermaid_shows_routing_edges() -> None:
 def test_transient_supervisor_error_is_retried_by_the_retry_policy() -> None:
     retry = "      retry: {attempts: 2, backoff_seconds: 0}\n"
     spec = TEAM.replace("      max_turns: 20\n", "      max_turns: 20\n" + retry)
-    boss = fake(route("FINISH"), raises=[ConnectionError("reset by peer")])
+    boss = fake(route("researcher"), route("FINISH"), raises=[ConnectionError("reset by peer")])
     order, state = run(team(boss, spec), {"input": {}})
 
-    assert order == ["boss"]
-    assert boss.calls == 2
+    assert order == ["boss", "researcher", "boss"]
+    assert boss.calls == 3
     assert state["status"] == "completed"
-    assert state["turns"] == 1  # the failed attempt's update was discarded
+    assert state["turns"] == 3  # the failed attempt's update was discarded
 
 
 def test_supervisor_timeout_stops_the_run_as_a_step_timeout_does() -> None:
@@ -278,3 +280,15 @@ def test_supervisor_timeout_stops_the_run_as_a_step_timeout_does() -> None:
     assert state["status"] == "stopped"
     assert state["stop_reason"].startswith("error: supervisor 'boss' failed after 2 attempt(s)")
     assert state["stop_reason"].endswith("no answer within the step timeout of 0.05s")
+
+
+def test_finish_is_not_offered_before_any_worker_has_reported() -> None:
+    # the supervisor does no work itself: a FINISH first would complete a run with nothing
+    boss = fake(route("FINISH"), route("writer", "write"), route("FINISH"))
+    order, state = run(team(boss, writer=fake("A note.")), {"input": {}})
+
+    assert order == ["boss", "writer", "boss"]
+    assert state["status"] == "completed"
+    assert state["outputs"] == {"writer": "A note."}
+    repair = str(boss.received[1][-1].content)
+    assert "That reply was invalid" in repair and "'FINISH' is not one of" in repair

@@ -84,7 +84,9 @@ def test_supervisor_routes_with_json_schema_and_worker_calls_a_tool() -> None:
     fmt = requests[0]["response_format"]
     assert fmt["type"] == "json_schema"
     schema = fmt["json_schema"]["schema"]
-    assert schema["properties"]["next"]["enum"] == ["researcher", "writer", "FINISH"]
+    assert schema["properties"]["next"]["enum"] == ["researcher", "writer"]  # none done yet
+    later = requests[-1]["response_format"]["json_schema"]["schema"]
+    assert later["properties"]["next"]["enum"] == ["writer", "FINISH", "researcher"]
     assert schema["properties"]["task"]["maxLength"] == 500
     # the worker got its task, was offered its tool, and saw the tool's result
     assert requests[1]["messages"][-1] == {"role": "user", "content": "Do this: add 2 and 40"}
