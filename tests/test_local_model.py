@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -315,6 +316,15 @@ def test_invoke_passes_parameters_and_reports_usage(stand_in: StandInLlama) -> N
     assert reply.response_metadata["model_name"] == "local:SmolLM2-135M-Instruct"
 
 
+def test_repeats_are_penalised_by_default_and_a_call_may_say_otherwise(
+    stand_in: StandInLlama,
+) -> None:
+    model = ChatLocalLlama(model_path="/m/x.gguf")
+    model.invoke("hi")
+    model.invoke("hi", repeat_penalty=1.0)
+    assert [call["repeat_penalty"] for call in stand_in.calls] == [1.1, 1.0]
+
+
 def test_stream_yields_chunks_then_usage(stand_in: StandInLlama) -> None:
     chunks = list(ChatLocalLlama(model_path="/m/x.gguf").stream("hi"))
     assert [c.text for c in chunks] == ["a", "b", "c", ""]
@@ -465,3 +475,23 @@ def test_the_real_model_loads_with_the_threads_asked_for() -> None:
 
     assert load_llama(shipped_gguf(), 512, 1).llama.n_threads == 1
     assert load_llama(shipped_gguf(), 512).llama.n_threads == physical_cores()
+
+
+@pytest.mark.slow
+def test_the_real_model_does_not_loop_on_a_phrase() -> None:
+    """Without a repeat penalty (llama-cpp-python's default) the 135M model wrote "a fleeting
+    moment of beauty" over and over until max_tokens; review-loop's critic did the same."""
+    model = local_chat_model(temperature=0).model_copy(update={"max_tokens": 80})
+    prompt = [
+        SystemMessage("You are poet, writes haiku."),
+        HumanMessage("Write a haiku about autumn rain."),
+    ]
+
+    def repeats(text: str) -> int:
+        phrases = [p.strip().lower() for p in re.split(r"[\n,.;]+", text) if p.strip()]
+        return len(phrases) - len(set(phrases))
+
+    looping = model.invoke(prompt, repeat_penalty=1.0).text
+    assert repeats(looping) >= 3, looping  # the failure this default prevents
+    reply = model.invoke(prompt).text
+    assert repeats(reply) == 0, reply

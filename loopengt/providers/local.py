@@ -230,6 +230,10 @@ class ChatLocalLlama(BaseChatModel):
     model_path: str
     max_tokens: int = 512
     temperature: float = 0.2
+    repeat_penalty: float = 1.1
+    """llama.cpp's penalty on tokens repeated in the last 64 (its command line's default;
+    llama-cpp-python's is 1.0, none). Without it the 135M model loops: a haiku of one line
+    three times, a critic's feedback repeating a phrase until max_tokens."""
     n_ctx: int = 4096  # SmolLM2 was trained on 8k; 4k holds our prompts with room to spare
     n_threads: int | None = None  # None: the physical cores
     tools: list[dict[str, Any]] = Field(default_factory=list)
@@ -249,13 +253,19 @@ class ChatLocalLlama(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return self.model_dump(include={"model_path", "max_tokens", "temperature", "n_ctx"})
+        return self.model_dump(
+            include={"model_path", "max_tokens", "temperature", "repeat_penalty", "n_ctx"}
+        )
 
     def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
         return self.model_copy(update={"tools": openai_tools(tools)})
 
     def _params(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-        params: dict[str, Any] = {"max_tokens": self.max_tokens, "temperature": self.temperature}
+        params: dict[str, Any] = {
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "repeat_penalty": self.repeat_penalty,
+        }
         params.update({k: kwargs[k] for k in CALL_PARAMS if kwargs.get(k) is not None})
         if stop:
             params["stop"] = stop
