@@ -38,19 +38,24 @@ from loopengt.spec.roles import evaluator_roles
 from loopengt.status import RunStatus
 from loopengt.templating import placeholders, render, resolve
 
+# feedback comes first: a model that decodes in schema order (json_schema, a grammar) says
+# what is wrong before it decides. On 4 non-haiku, the embedded critic asked for pass first
+# wrote "True" as feedback and passed all 4; feedback first, it said each was not a haiku
+# and failed 3 (tests/integration/test_embedded_examples.py)
 VERDICT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
+        "feedback": {"type": "string", "maxLength": 1000},
         "pass": {"type": "boolean"},
         "score": {"type": "number", "minimum": 0, "maximum": 1},
-        "feedback": {"type": "string", "maxLength": 1000},
     },
-    "required": ["pass", "feedback"],
+    "required": ["feedback", "pass"],
 }
 DEFAULT_MAX_ITERATIONS = 3  # when neither evaluator.max_iterations nor policy.max_turns is set
 JUDGE_INSTRUCTIONS = (
-    "Judge the candidate against the goal. Set pass to true only if it fully meets the goal; "
-    "give a score from 0 to 1 and specific feedback the author can act on."
+    "Judge the candidate against the goal. First, in feedback, say what is wrong with it, if "
+    "anything, specifically enough for its author to fix it. Then set pass to true only if it "
+    "fully meets the goal, and give a score from 0 to 1."
 )
 
 

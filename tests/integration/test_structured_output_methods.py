@@ -98,7 +98,7 @@ def test_a_set_method_is_used_from_the_first_call(
     judged = server.requests[1]
     if setting == "function_calling":
         [tool] = judged["tools"]
-        assert tool["function"]["parameters"]["required"] == ["pass", "feedback"]
+        assert tool["function"]["parameters"]["required"] == ["feedback", "pass"]
         assert judged["tool_choice"]["function"]["name"] == tool["function"]["name"]
     else:
         assert "tools" not in judged
