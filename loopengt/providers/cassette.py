@@ -103,11 +103,26 @@ def replayed_message(response: Json) -> AIMessage:
 
 
 def matches(recorded: Json, actual: Json) -> bool:
-    # a request recorded from a model without a JSON-schema mode has no response_format;
-    # the replaying model always asks for one (the schema is in the messages either way)
-    if "response_format" not in recorded:
-        actual = {k: v for k, v in actual.items() if k != "response_format"}
-    return recorded == actual
+    return _without_method(recorded, actual) == _without_method(actual, actual)
+
+
+def _without_method(request: Json, replayed: Json) -> Json:
+    """``request`` without how it asked for JSON, when the replayed request asks for the same
+    schema. The replaying model asks by `json_schema`; the recording may have asked by
+    another method (`[llm] structured_output`, or what `auto` fell back to): `json_object`
+    with that schema, a forced tool named like the response format, or the prompt alone.
+    The schema is in the messages whatever the method, so nothing it asked is lost."""
+    asked = (replayed.get("response_format") or {}).get("json_schema")
+    if not isinstance(asked, dict):
+        return request
+    name, schema = asked.get("name"), asked.get("schema")
+    kept = {k: v for k, v in request.items() if k != "response_format"}
+    given = request.get("response_format")
+    if given is not None and (given.get("json_schema") or given).get("schema") != schema:
+        return request  # another schema: a real difference
+    tools = [t for t in request.get("tools", []) if (t["name"], t["parameters"]) != (name, schema)]
+    kept.pop("tools", None)
+    return {**kept, "tools": tools} if tools else kept
 
 
 def excerpt(recorded: Any, actual: Any) -> str:

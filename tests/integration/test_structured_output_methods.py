@@ -170,3 +170,37 @@ def test_an_unknown_agent_setting_is_a_spec_error_with_its_place() -> None:
         "loop.yaml:6:39: agents[0].structured_output: must be 'auto', 'json_schema', "
         "'json_object', 'function_calling' or 'prompt', got 'xml'"
     )
+
+
+@pytest.mark.parametrize("setting", ["auto", "json_object", "function_calling", "prompt"])
+def test_a_run_recorded_by_any_method_replays(tmp_path: Path, setting: str) -> None:
+    """The replaying model asks by json_schema; a cassette recorded after `auto` fell back
+    to json_object (llama-cpp-python's server), or by another method, still answers it: the
+    schema asked for is the same, and it is in the messages either way."""
+    verdicts = [
+        {"feedback": "Use 5-7-5.", "pass": False, "score": 0.2},
+        {"feedback": "Lovely.", "pass": True, "score": 0.9},
+    ]
+
+    llama_cpp = like_llama_cpp_server(verdicts)
+
+    def answer(request: dict[str, Any]) -> Reply:
+        if setting == "auto":
+            return llama_cpp(request)
+        if request["messages"][-1]["content"].startswith("Reply with only a JSON object"):
+            return JsonReply(verdicts.pop(0))  # a forced tool call when the request forces one
+        return "Silent wings at dusk"
+
+    cassette = tmp_path / "tape.yaml"
+    with ScriptedOpenAIServer([], responder=answer) as server:
+        config = project(tmp_path, None if setting == "auto" else setting)
+        graph = compile_spec(
+            load_spec_text(EVALUATOR), models=chat_model(server), config=config, record=cassette
+        )
+        recorded = graph.invoke({"input": {}})
+    assert recorded["status"] == "completed", recorded.get("stop_reason")
+
+    replayed = compile_spec(load_spec_text(EVALUATOR), replay=cassette).invoke({"input": {}})
+    assert replayed["status"] == "completed", replayed.get("stop_reason")
+    assert replayed["outputs"] == recorded["outputs"]
+    assert replayed["verdicts"]["judge"] == {"feedback": "Lovely.", "pass": True, "score": 0.9}
