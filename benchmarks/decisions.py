@@ -11,6 +11,8 @@ author replaced by a ``TestModel`` that answers that candidate:
   another subject, one line). Right: a haiku passes, the others fail.
 - ``checker``: custom-draft-check's checker judges 2 release notes that mention every change
   and 2 that do not. Right: the complete ones pass.
+- ``gate``: an ``llm_judge`` gate judges 2 informative sentences and 2 repeated slogans.
+  Right: the sentences pass.
 - ``supervisor``: supervisor-team on 3 questions. Right: the run completes after the writer
   has written (the answer is the writer's, not the researcher's notes).
 - ``handoff``: support-handoff on 3 billing and 3 technical requests. Right: the first
@@ -58,6 +60,29 @@ COMPLETE_NOTES = [
 INCOMPLETE_NOTES = [
     "This release adds a dark mode.",
     "We have redesigned our website and updated the pricing page.",
+]
+GATE_SPEC = """
+name: gate-probe
+goal: One informative sentence about tide pools.
+agents: [{name: writer}, {name: judge}]
+steps:
+  - name: write
+    agent: writer
+    gate:
+      kind: llm_judge
+      judge: judge
+      criteria: An informative sentence about tide pools, not a slogan repeated.
+      on_fail: stop
+      max_attempts: 1
+"""
+SENTENCES = [
+    "Tide pools are rocky hollows on the shore that keep seawater, and with it anemones, "
+    "crabs and snails, when the tide goes out.",
+    "Animals in tide pools must survive heat, waves and changing salt levels twice a day.",
+]
+SLOGANS = [
+    "Tide pools rock! Tide pools rock! Tide pools rock! Tide pools rock!",
+    "Best pools ever. Best pools ever. Best pools ever.",
 ]
 QUESTIONS = [
     "Why do cats purr?",
@@ -124,6 +149,16 @@ def score(verdict: dict[str, Any], candidate: str, expected: bool) -> dict[str, 
     }
 
 
+def gate(model: Any) -> list[dict[str, Any]]:
+    spec = load_spec_text(GATE_SPEC, filename="gate-probe.yaml")
+    rows = []
+    for text, expected in [(c, True) for c in SENTENCES] + [(c, False) for c in SLOGANS]:
+        models = {"writer": TestModel(text=text), "judge": model}
+        [record] = compile_spec(spec, models=models).invoke({"input": {}})["gates"]
+        rows.append(score({"pass": record["passed"], "feedback": record["reason"]}, text, expected))
+    return rows
+
+
 def supervisor(model: Any) -> list[dict[str, Any]]:
     spec = example("supervisor-team")
     rows = []
@@ -161,7 +196,13 @@ def handoff(model: Any) -> list[dict[str, Any]]:
     return rows
 
 
-PROBES = {"critic": critic, "checker": checker, "supervisor": supervisor, "handoff": handoff}
+PROBES = {
+    "critic": critic,
+    "checker": checker,
+    "gate": gate,
+    "supervisor": supervisor,
+    "handoff": handoff,
+}
 
 
 def main() -> None:
