@@ -48,8 +48,13 @@ def test_builtins_are_stored_as_the_formatter_writes_them(name: str) -> None:
 def test_rendering_loads_back_to_the_same_spec(path: Path) -> None:
     spec = load_spec(path)
     text = render_spec(spec)
-    assert load_spec_text(text) == spec
+    again = load_spec_text(text)
+    assert again == spec
     assert text.startswith(f"# {spec.name} ({spec.pattern})")
+    # `handoffs: []` (the agent answers) differs from no handoffs, though both are empty
+    assert [a.handoffs if "handoffs" in a.model_fields_set else None for a in again.agents] == [
+        a.handoffs if "handoffs" in a.model_fields_set else None for a in spec.agents
+    ]
 
 
 def test_names_take_underscores_and_unknown_names_suggest(tmp_path: Path) -> None:
