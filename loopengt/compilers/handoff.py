@@ -95,8 +95,8 @@ class HandoffTurn(AgentTurn):
 
     def system(self, by_tool: bool = True) -> str:
         """The agent's system prompt, and how it hands off. By tool, the transfer tools'
-        descriptions say who each agent is: listing them here too made the embedded model
-        pick the agent named last (tech for 3 of 3 billing requests; once, 3 of 3 right)."""
+        descriptions say who each agent is; with the agents listed here as well, the
+        embedded model sent 3 of 3 billing requests to tech, the agent listed last."""
         text = describe_agent(self.agent)
         if not self.targets:
             return text

@@ -232,8 +232,8 @@ class ChatLocalLlama(BaseChatModel):
     temperature: float = 0.2
     repeat_penalty: float = 1.1
     """llama.cpp's penalty on tokens repeated in the last 64 (its command line's default;
-    llama-cpp-python's is 1.0, none). Without it the 135M model loops: a haiku of one line
-    three times, a critic's feedback repeating a phrase until max_tokens."""
+    llama-cpp-python's is 1.0, none). Without it the 135M model loops on a phrase until
+    max_tokens, in a haiku as in a critic's feedback."""
     n_ctx: int = 4096  # SmolLM2 was trained on 8k; 4k holds our prompts with room to spare
     n_threads: int | None = None  # None: the physical cores
     tools: list[dict[str, Any]] = Field(default_factory=list)

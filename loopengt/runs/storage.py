@@ -104,7 +104,7 @@ async def _in_thread(opened: AbstractContextManager[Storage]) -> AsyncIterator[S
 def _until_unlocked(work: Callable[[], Any]) -> None:
     """Run ``work``, again while the database is locked, up to the busy timeout. Switching a
     new database to WAL needs an exclusive lock and SQLite does not wait for it on its busy
-    handler: a run starting while another process reads the new database failed at once with
+    handler: a run starting while another process writes the new database failed at once with
     "database is locked" (an eval of 10 cases at concurrency 4 did, now and then)."""
     deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
     while True:
@@ -137,7 +137,8 @@ def _sqlite(path: Path) -> Iterator[Storage]:
     try:
         saver = SqliteSaver(conn)
         if not sqlite_has(conn, "checkpoints", "writes"):  # else it sets up lazily, on use:
-            _until_unlocked(lambda: conn.execute("PRAGMA journal_mode=WAL"))  # readers don't wait
+            # WAL: a reader must not wait for a writer
+            _until_unlocked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
             _until_unlocked(saver.setup)
         yield Storage(saver, RunIndex(conn, postgres=False, lock=saver.lock), shown_path(path))
     finally:
