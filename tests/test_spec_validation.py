@@ -78,6 +78,28 @@ def test_control_character_is_one_line_with_its_position() -> None:
     ]
 
 
+def test_an_escape_beyond_unicode_is_one_line_with_its_position() -> None:
+    # found by the fuzzer: PyYAML's chr() of the escape raised a bare ValueError
+    assert problems('name: demo\ngoal: "ring \\U00111111 it"\n') == [
+        "loop.yaml:2:13: YAML syntax error: the escape \\U00111111 is beyond U+10FFFF, the "
+        "last character"
+    ]
+
+
+def test_a_step_name_that_is_a_list_is_one_problem() -> None:
+    # found by the fuzzer: the prompt's {{a}} check looked the list up as a step (TypeError)
+    assert problems(
+        """\
+        name: demo
+        goal: g
+        agents: [{name: a}]
+        steps:
+          - {name: a, prompt: go}
+          - {name: [null], prompt: "Use {{a}}"}
+        """
+    ) == ["loop.yaml:6:12: steps[1].name: must be a valid string, got list"]
+
+
 def test_duplicate_yaml_key() -> None:
     assert problems(
         """\

@@ -129,7 +129,9 @@ class _Checker(PatternChecks):
 
     def check_template(self, path: Path, template: str, owner: Any) -> None:
         steps = set(self.steps)
-        upstream = self._upstream(owner) if self.pattern == "sequential" and owner else None
+        # the owner is raw data: a name that is not text is reported by the model check
+        sequential = self.pattern == "sequential" and isinstance(owner, str) and owner
+        upstream = self._upstream(owner) if sequential else None
         for expr in placeholders(template):
             ref = resolve(expr, steps)
             shown = "{{" + expr + "}}"

@@ -205,6 +205,19 @@ def _short(text: str) -> str:
     return repr(text) if len(text) <= 40 else repr(text[:37]) + "..."
 
 
+_LONG_ESCAPE = re.compile(r"\\U([0-9A-Fa-f]{8})")
+
+
+def _bad_escape(text: str) -> Problem:
+    """Where a double-quoted string escapes a code point no character has."""
+    found = next((m for m in _LONG_ESCAPE.finditer(text) if int(m[1], 16) > 0x10FFFF), None)
+    pos = found.start() if found else 0
+    line, col = text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
+    shown = f" {found[0]}" if found else ""
+    message = f"YAML syntax error: the escape{shown} is beyond U+10FFFF, the last character"
+    return Problem((), message, line, col)
+
+
 def load_yaml(text: str) -> tuple[Any, SourceMap]:
     """Parse one YAML document into plain data plus its source map.
 
@@ -228,6 +241,8 @@ def load_yaml(text: str) -> tuple[Any, SourceMap]:
         raise YamlLoadError(Problem((), message, line, col)) from None
     except yaml.YAMLError as exc:
         raise YamlLoadError(Problem((), f"YAML error: {exc}", 1, 1)) from None
+    except ValueError:  # PyYAML's chr() of a "\U..." escape beyond U+10FFFF
+        raise YamlLoadError(_bad_escape(text)) from None
     except RecursionError:
         raise YamlLoadError(
             Problem((), f"nesting deeper than {MAX_DEPTH} levels; refusing it", 1, 1)

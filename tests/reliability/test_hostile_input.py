@@ -273,6 +273,7 @@ def test_a_utf8_bom_is_fine_and_a_nul_is_refused(project: Path) -> None:
         ("!!timestamp soon", "invalid timestamp 'soon'"),
         ("9" * 5000, "invalid int"),
         ('"\\ud83d"', "\\ud83d is half of a surrogate pair"),
+        ('"\\U00111111"', "the escape \\U00111111 is beyond U+10FFFF"),  # found by the fuzzer
     ],
 )
 def test_scalars_that_cannot_be_built_are_one_problem(
