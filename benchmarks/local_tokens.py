@@ -2,8 +2,8 @@
 
     uv run python benchmarks/local_tokens.py [--rounds 15] [--max-tokens 128] [--quick] [--json]
 
-Three ways to make the same completion (same messages, same max_tokens, temperature 0, so
-each generates the same tokens): (a) calling llama-cpp-python directly,
+Three ways to make the same completion (same messages, same max_tokens, temperature 0 and
+repeat penalty, so each generates the same tokens): (a) calling llama-cpp-python directly,
 ``Llama.create_chat_completion`` on a Llama of its own; (b) ``ChatLocalLlama.invoke``, our
 LangChain adapter; (c) a one-step spec on `local` compiled with ``compile_spec`` and
 invoked, the whole loopengt path. Rounds are interleaved so drift (CPU frequency, other
@@ -26,7 +26,7 @@ from common import Row, emit
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from loopengt.compile import compile_spec
-from loopengt.providers.local import local_chat_model
+from loopengt.providers.local import ChatLocalLlama, local_chat_model
 from loopengt.spec import load_spec_text
 
 TARGET = 0.9
@@ -64,6 +64,7 @@ def direct_runner(path: str, max_tokens: int) -> Runner:
             messages=messages,  # type: ignore[arg-type]
             max_tokens=max_tokens,
             temperature=0,
+            repeat_penalty=ChatLocalLlama.model_fields["repeat_penalty"].default,  # as ours
         )
         elapsed = time.perf_counter() - start
         return result["usage"]["completion_tokens"], elapsed  # type: ignore[index]
@@ -87,7 +88,7 @@ def adapter_runner(max_tokens: int) -> Runner:
 
 def compiled_runner(max_tokens: int) -> Runner:
     # the spec says `model: local`; the injected model is what `local` resolves to, with the
-    # benchmark's max_tokens (a spec cannot set max_tokens)
+    # benchmark's max_tokens
     model = local_chat_model(temperature=0).model_copy(update={"max_tokens": max_tokens})
     graph = compile_spec(load_spec_text(textwrap.dedent(SPEC)), models=model)
 
