@@ -68,9 +68,6 @@ def render_spec(spec: LoopSpec) -> str:
     data = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     for key in ALWAYS:
         data[key] = getattr(spec, key)
-    for agent, written in zip(spec.agents, data.get("agents", []), strict=True):
-        if "handoffs" in agent.model_fields_set:  # `handoffs: []`: it answers (not the default)
-            written["handoffs"] = list(agent.handoffs)
     keys = [k for k in ORDER if k in data] + [k for k in data if k not in ORDER]
     parts = [_header(spec)]
     for key in keys:

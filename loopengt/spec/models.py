@@ -100,8 +100,8 @@ class AgentRole(StrictModel):
     model: str | None = Field(default=None, description="'provider:model', e.g. 'openai:gpt-4o'.")
     temperature: float | None = Field(default=None, ge=0, le=2)
     tools: list[Name] = Field(default_factory=list)
-    handoffs: list[Name] = Field(
-        default_factory=list,
+    handoffs: list[Name] | None = Field(
+        default=None,
         description="handoff pattern: agents this agent may hand off to; [] for none (it "
         "answers). Unset: the agents of the steps right after its own, else every other agent.",
     )

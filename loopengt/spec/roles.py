@@ -140,7 +140,7 @@ def handoff_targets(spec: LoopSpec, agent_name: str) -> list[str]:
     agent = next((a for a in spec.agents if a.name == agent_name), None)
     if agent is None:
         raise ValueError(f"unknown agent {agent_name!r}")
-    if "handoffs" in agent.model_fields_set:  # `handoffs: []` too: an agent that answers
+    if agent.handoffs is not None:  # `handoffs: []` too: an agent that answers
         return list(dict.fromkeys(agent.handoffs))
     everyone_else = [a.name for a in spec.agents if a.name != agent_name]
     requires = {s.name: s.requires for s in spec.steps}
