@@ -211,11 +211,14 @@ _LONG_ESCAPE = re.compile(r"\\U([0-9A-Fa-f]{8})")
 def _bad_escape(text: str) -> Problem:
     """Where a double-quoted string escapes a code point no character has."""
     found = next((m for m in _LONG_ESCAPE.finditer(text) if int(m[1], 16) > 0x10FFFF), None)
-    pos = found.start() if found else 0
-    line, col = text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
     shown = f" {found[0]}" if found else ""
     message = f"YAML syntax error: the escape{shown} is beyond U+10FFFF, the last character"
-    return Problem((), message, line, col)
+    return Problem((), message, *_line_col(text, found.start() if found else 0))
+
+
+def _line_col(text: str, pos: int) -> tuple[int, int]:
+    """The 1-based line and column of character ``pos``."""
+    return text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
 
 
 def load_yaml(text: str) -> tuple[Any, SourceMap]:
@@ -235,10 +238,8 @@ def load_yaml(text: str) -> tuple[Any, SourceMap]:
         reason = exc.problem or exc.context or "invalid YAML"
         raise YamlLoadError(Problem((), f"YAML syntax error: {reason}", line, col)) from None
     except yaml.reader.ReaderError as exc:  # a control character; its str() spans two lines
-        pos = exc.position
-        line, col = text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
         message = f"YAML syntax error: character #x{exc.character:04x} is not allowed"
-        raise YamlLoadError(Problem((), message, line, col)) from None
+        raise YamlLoadError(Problem((), message, *_line_col(text, exc.position))) from None
     except yaml.YAMLError as exc:
         raise YamlLoadError(Problem((), f"YAML error: {exc}", 1, 1)) from None
     except ValueError:  # PyYAML's chr() of a "\U..." escape beyond U+10FFFF
