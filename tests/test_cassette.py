@@ -318,6 +318,18 @@ def test_structured_output_steps_replay_including_a_repair(tmp_path: Path, no_mo
     assert replayed["outputs"]["plan"] == {"title": "Owls", "sites": ["Elm Wood", "Fen"]}
 
 
+def test_a_changed_output_schema_is_a_mismatch(tmp_path: Path, no_model: None) -> None:
+    # the method of asking is ignored on replay (it may differ); the schema is not
+    path = tmp_path / "plan.yaml"
+    record(STRUCTURED, fake('{"title": "Owls", "sites": ["Fen"]}'), path, {"input": {}})
+    changed = STRUCTURED.replace("maxLength: 40", "maxLength: 60")
+
+    state = compile_spec(spec_of(changed), replay=path).invoke({"input": {}})
+
+    assert state["status"] == "failed"
+    assert "step 'plan' call 1 does not match the cassette" in state["stop_reason"]
+
+
 MAP = """
     name: pages
     goal: Summarise each page.

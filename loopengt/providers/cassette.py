@@ -107,21 +107,16 @@ def matches(recorded: Json, actual: Json) -> bool:
 
 
 def _without_method(request: Json, replayed: Json) -> Json:
-    """``request`` without how it asked for JSON, when the replayed request asks for the same
-    schema. The replaying model asks by `json_schema`; the recording may have asked by
-    another method (`[llm] structured_output`, or what `auto` fell back to): `json_object`
-    with that schema, a forced tool named like the response format, or the prompt alone.
-    The schema is in the messages whatever the method, so nothing it asked is lost."""
+    """``request`` without how it asked for JSON. The replaying model asks by `json_schema`;
+    the recording may have asked by another method (`[llm] structured_output`, or what
+    `auto` fell back to): `json_object`, a forced tool named like the response format, or
+    the prompt alone. Whatever the method, structured output puts the schema in the
+    messages, so they still tell a changed schema apart."""
     asked = (replayed.get("response_format") or {}).get("json_schema")
     if not isinstance(asked, dict):
         return request
-    name, schema = asked.get("name"), asked.get("schema")
-    kept = {k: v for k, v in request.items() if k != "response_format"}
-    given = request.get("response_format")
-    if given is not None and (given.get("json_schema") or given).get("schema") != schema:
-        return request  # another schema: a real difference
-    tools = [t for t in request.get("tools", []) if (t["name"], t["parameters"]) != (name, schema)]
-    kept.pop("tools", None)
+    kept = {k: v for k, v in request.items() if k not in ("response_format", "tools")}
+    tools = [t for t in request.get("tools", []) if t["name"] != asked.get("name")]
     return {**kept, "tools": tools} if tools else kept
 
 
